@@ -1,0 +1,1 @@
+"""ConVA on TransformerLens."""

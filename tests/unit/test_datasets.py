@@ -1,0 +1,102 @@
+import json
+
+import pytest
+
+from conva_tl.datasets import (
+    BLOCKS,
+    contrast_set,
+    load_mc,
+    load_pairs,
+    load_questions,
+    load_straightforward,
+    load_unrelated,
+)
+from conva_tl.errors import DataError
+from conva_tl.values import VALUES
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_shipped_files_have_the_documented_counts(value):
+    pairs = load_pairs(value)
+    assert len(pairs) == 100
+    assert [p.block for p in pairs] == [b for b in BLOCKS for _ in range(25)]
+    sf = load_straightforward(value)
+    assert len(sf) == 200 and sum(s.label for s in sf) == 100
+    assert len(load_questions(value, split="eval")) == 100
+    assert len(load_questions(value, split="gate")) == 30
+    eval_types = {q.scenario_type for q in load_questions(value, split="eval")}
+    assert len(eval_types) == 10
+
+
+def test_no_text_is_shared_across_values_or_kinds():
+    seen = {}
+    for value in VALUES:
+        texts = [t for p in load_pairs(value) for t in (p.positive, p.negative)]
+        texts += [s.text for s in load_straightforward(value)]
+        texts += [q.question for q in load_questions(value)]
+        for t in texts:
+            key = t.lower()
+            assert key not in seen, f"{t!r} in {value} and {seen[key]}"
+            seen[key] = value
+
+
+def test_unrelated_and_mc_sets():
+    assert len(load_unrelated()) >= 300
+    mc = load_mc()
+    assert len(mc) >= 100 and {q.answer for q in mc} == {"A", "B", "C", "D"}
+
+
+def test_contrast_set_groups_pairs():
+    cs = contrast_set("security")
+    assert len(cs) == 200 and cs.labels[:2] == (1, 0) and cs.groups[:4] == (0, 0, 1, 1)
+    sub = cs.subset([0, 3])
+    assert len(sub) == 4 and sub.sha256 != cs.sha256
+
+
+def _write(tmp_path, lines):
+    path = tmp_path / "f.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+GOOD = {"id": "x-1", "value": "security", "block": "first_person_sentence", "scenario": "home",
+        "positive": "I lock the door.", "negative": "I leave the door open."}
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r.pop("negative"), "unbalanced pair"),
+        (lambda r: r.update(positive="  "), "'positive' is empty"),
+        (lambda r: r.update(value="kindness"), "unknown value"),
+        (lambda r: r.update(block="poem"), "block 'poem'"),
+    ],
+)
+def test_pair_loader_names_file_line_and_problem(tmp_path, mutate, message):
+    bad = dict(GOOD, id="x-2", positive="We bolt the gate.", negative="We open the gate.")
+    mutate(bad)
+    path = _write(tmp_path, [json.dumps(GOOD), json.dumps(bad)])
+    with pytest.raises(DataError, match=message) as err:
+        load_pairs(path=path)
+    assert f"{path}:2" in str(err.value)
+
+
+def test_duplicates_and_bad_json_are_rejected(tmp_path):
+    dup = dict(GOOD, id="x-2")
+    with pytest.raises(DataError, match=r":2: duplicate sentence"):
+        load_pairs(path=_write(tmp_path, [json.dumps(GOOD), json.dumps(dup)]))
+    with pytest.raises(DataError, match=r":1: invalid JSON"):
+        load_pairs(path=_write(tmp_path, ["{not json"]))
+
+
+def test_straightforward_needs_both_labels(tmp_path):
+    rows = [json.dumps({"id": f"s{i}", "value": "power", "label": 1, "text": f"text {i}"}) for i in range(3)]
+    with pytest.raises(DataError, match="unbalanced"):
+        load_straightforward(path=_write(tmp_path, rows))
+
+
+def test_mc_rejects_bad_answer(tmp_path):
+    path = tmp_path / "x_test.csv"
+    path.write_text("What is 1+1?,1,2,3,4,E\n")
+    with pytest.raises(DataError, match="answer must be"):
+        load_mc(path)
