@@ -1,1 +1,3 @@
-"""ConVA on TransformerLens."""
+"""ConVA (Controlled Value Vector Activation) on TransformerLens."""
+
+__version__ = "0.1.0"

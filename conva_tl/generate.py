@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from jaxtyping import Bool
+from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -45,9 +45,30 @@ class GenerationContext:
     """
 
     token_mask: Bool[Tensor, "batch pos"] | None = None
+    positions: Int[Tensor, "batch pos"] | None = None
     prompt_pass: bool = True
+    step: int = 0
+    managed: bool = False
     texts: list[str] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+    trace: list[dict[str, Any]] | None = None
+
+    def is_prompt_pass(self, resid: Tensor) -> bool:
+        """True on a prompt pass; outside :func:`generate`, any pass over > 1 token."""
+        return self.prompt_pass if self.managed else resid.shape[1] > 1
+
+    def real_tokens(self, resid: Tensor) -> Bool[Tensor, "batch pos"]:
+        """Mask of real (non-padding) positions of ``resid``."""
+        if self.managed and self.token_mask is not None:
+            return self.token_mask.to(resid.device)
+        return torch.ones(resid.shape[:2], dtype=torch.bool, device=resid.device)
+
+    def token_positions(self, resid: Tensor) -> Int[Tensor, "batch pos"]:
+        """Index of each input position among the row's real tokens (-1 = padding)."""
+        if self.managed and self.positions is not None:
+            return self.positions.to(resid.device)
+        start = int(self.state.get("_seen", 0)) if not self.is_prompt_pass(resid) else 0
+        return (torch.arange(resid.shape[1], device=resid.device) + start).expand(resid.shape[:2])
 
 
 @runtime_checkable
@@ -131,6 +152,7 @@ def generate_batch(
 ) -> list[list[int]]:
     """Generate new token ids for one tokenized batch under the given hooks."""
     ctx = ctx if ctx is not None else GenerationContext()
+    ctx.managed = True
     device = model.cfg.device
     batch = batch.to(device)
     stops = _stop_ids(model.tokenizer)
@@ -143,11 +165,12 @@ def generate_batch(
     cache = None
     with hooked(model, list(fwd_hooks)):
         for step in range(cfg.max_new_tokens):
-            ctx.prompt_pass = step == 0
+            ctx.prompt_pass, ctx.step = step == 0, step
+            positions = (mask.cumsum(1) - 1).masked_fill(mask == 0, -1)
             if step == 0 or not cfg.use_cache:
-                inp, ctx.token_mask = ids, mask.bool()
+                inp, ctx.token_mask, ctx.positions = ids, mask.bool(), positions
             else:
-                inp, ctx.token_mask = ids[:, -1:], mask[:, -1:].bool()
+                inp, ctx.token_mask, ctx.positions = ids[:, -1:], mask[:, -1:].bool(), positions[:, -1:]
             if cfg.use_cache:
                 logits, cache = model(
                     inp, attention_mask=mask, past_key_values=cache,
@@ -180,8 +203,9 @@ def generate(
     input_format: str = "chat",
     system: str | None = None,
     progress: bool | None = None,
+    trace: bool = False,
     **overrides: Any,
-) -> list[str]:
+) -> Any:
     """Answer questions, optionally under an intervention; returns the new text only.
 
     Args:
@@ -193,6 +217,8 @@ def generate(
         input_format: ``"chat"`` (default) or ``"raw"``.
         system: system prompt (``chat`` only); an intervention may set its own.
         progress: show a progress bar over batches.
+        trace: also return the per-token steering trace (a DataFrame with
+            gate score, P_V before/after and eps per row, position and layer).
 
     Example:
         >>> generate(model, ["Should I lend my savings to a friend?"], max_new_tokens=30)  # doctest: +SKIP
@@ -207,13 +233,21 @@ def generate(
         user, sys_prompt = intervention.rewrite_prompt(q) if intervention else (q, None)
         texts.extend(format_inputs(model.tokenizer, [user], input_format, system=sys_prompt or system))
     answers: list[str] = []
+    records: list[dict[str, Any]] = []
     starts = range(0, len(texts), cfg.batch_size)
     show = progress if progress is not None else len(starts) > 2
     for start in tqdm(starts, disable=not show, desc="generating", unit="batch"):
         chunk = texts[start : start + cfg.batch_size]
         batch = tokenize_batch(model.tokenizer, chunk)
-        ctx = GenerationContext(texts=chunk)
+        ctx = GenerationContext(texts=chunk, trace=[] if trace else None)
         hooks = intervention.fwd_hooks(model, ctx) if intervention else []
         out = generate_batch(model, batch, cfg, ctx=ctx, fwd_hooks=hooks)
         answers.extend(model.tokenizer.decode(t, skip_special_tokens=True).strip() for t in out)
+        for rec in ctx.trace or []:
+            records.append({**rec, "row": rec["row"] + start})
+    if trace:
+        import pandas as pd
+
+        cols = ["row", "step", "position", "layer", "gate_score", "p_before", "p_after", "eps"]
+        return answers, pd.DataFrame(records, columns=cols)
     return answers

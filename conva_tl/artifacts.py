@@ -1,0 +1,133 @@
+"""Saving and loading value vectors: safetensors for tensors, JSON for the rest.
+
+An artifact folder holds ``<value>.safetensors`` (w, b, accuracies) and
+``<value>.json`` (control layers, provenance) per value, plus
+``manifest.json``. Loading checks the files against each other and, when a
+model is given, against the model's name and shape, so vectors fitted on one
+model are never silently applied to another.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from conva_tl.errors import ArtifactError
+from conva_tl.model import model_info
+from conva_tl.probes import ValueVectors
+from conva_tl.values import canonical_value
+
+__all__ = ["save_vectors", "load_vectors", "check_compatible"]
+
+_TENSORS = ("w", "b", "accuracy", "train_accuracy", "mean_diff")
+FORMAT_VERSION = 1
+
+
+def save_vectors(folder: str | Path, vectors: ValueVectors | Iterable[ValueVectors]) -> Path:
+    """Write value vectors into ``folder`` (created); other values there are kept."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    items = [vectors] if isinstance(vectors, ValueVectors) else list(vectors)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"values": []}
+    for vv in items:
+        tensors = {k: getattr(vv, k).detach().float().contiguous().cpu() for k in _TENSORS}
+        save_file(tensors, str(out / f"{vv.value}.safetensors"))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "value": vv.value,
+            "control_layers": list(vv.control_layers),
+            "metadata": vv.metadata,
+        }
+        (out / f"{vv.value}.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        if vv.value not in manifest["values"]:
+            manifest["values"].append(vv.value)
+    manifest["format_version"] = FORMAT_VERSION
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+def check_compatible(vv: ValueVectors, model: Any) -> None:
+    """Raise :class:`ArtifactError` unless ``vv`` was fitted on this model's shape."""
+    info = model_info(model)
+    rec = vv.metadata.get("model", {})
+    problems = []
+    if rec.get("d_model") not in (None, info.d_model):
+        problems.append(f"d_model {rec['d_model']} vs the model's {info.d_model}")
+    if rec.get("n_layers") not in (None, info.n_layers):
+        problems.append(f"{rec['n_layers']} layers vs the model's {info.n_layers}")
+    if tuple(vv.w.shape) != (info.n_layers, info.d_model):
+        problems.append(f"weights of shape {tuple(vv.w.shape)} vs ({info.n_layers}, {info.d_model})")
+    if rec.get("name") not in (None, info.name):
+        problems.append(f"fitted on {rec['name']!r}, not {info.name!r}")
+    if problems:
+        raise ArtifactError(
+            f"value vectors for {vv.value!r} do not match this model: {'; '.join(problems)}. "
+            "Fit them again on this model (conva fit) or load the model they came from."
+        )
+
+
+def load_vectors(
+    folder: str | Path,
+    values: Sequence[str] | None = None,
+    *,
+    model: Any | None = None,
+) -> dict[str, ValueVectors]:
+    """Load value vectors from ``folder``; with ``model``, check they fit it."""
+    root = Path(folder)
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{root} has no manifest.json: not a conva-tl artifact folder (create one with conva fit)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{manifest_path} is corrupt ({exc.msg})") from None
+    names = [canonical_value(v) for v in values] if values is not None else manifest.get("values", [])
+    out = {}
+    for name in names:
+        if name not in manifest.get("values", []):
+            raise ArtifactError(f"{root} has no vectors for {name!r}; it has: {', '.join(manifest.get('values', []))}")
+        out[name] = _load_one(root, name)
+        if model is not None:
+            check_compatible(out[name], model)
+    return out
+
+
+def _load_one(root: Path, name: str) -> ValueVectors:
+    meta_path, tensor_path = root / f"{name}.json", root / f"{name}.safetensors"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{meta_path} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{meta_path} is corrupt ({exc.msg})") from None
+    try:
+        tensors = load_file(str(tensor_path))
+    except FileNotFoundError:
+        raise ArtifactError(f"{tensor_path} is missing") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{tensor_path} is corrupt or truncated ({exc}); fit the value again") from None
+    missing = [k for k in _TENSORS if k not in tensors]
+    if missing:
+        raise ArtifactError(f"{tensor_path} lacks tensors {missing}")
+    n_layers, d = tensors["w"].shape
+    if any(tensors[k].shape != (n_layers,) for k in ("b", "accuracy", "train_accuracy")) or tensors["mean_diff"].shape != (n_layers, d):
+        raise ArtifactError(f"{tensor_path}: tensor shapes disagree with w of shape {(n_layers, d)}")
+    layers = tuple(int(x) for x in meta.get("control_layers", []))
+    if any(not 0 <= x < n_layers for x in layers):
+        raise ArtifactError(f"{meta_path}: control layers {layers} outside 0..{n_layers - 1}")
+    return ValueVectors(
+        value=name,
+        w=tensors["w"],
+        b=tensors["b"],
+        accuracy=tensors["accuracy"],
+        train_accuracy=tensors["train_accuracy"],
+        control_layers=layers,
+        mean_diff=tensors["mean_diff"],
+        metadata=meta.get("metadata", {}),
+    )

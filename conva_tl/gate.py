@@ -1,0 +1,181 @@
+"""The gate g(x): is this prompt related to the value? (paper Eq. 5)
+
+The paper gates with a DeBERTa human-value detector that is not available
+offline. The default here, :class:`ActivationGate`, is a logistic regression on
+the model's own residual stream (mean over the prompt's tokens at one block's
+input), fitted on the value's *gate* dilemma questions against the shared
+value-unrelated prompts, and measured on a held-out split. It reads a block
+at or below the first control layer, so on the prompt pass it decides before
+any steering happens, inside the same forward pass: no extra model call.
+
+Any object with ``threshold`` and ``score_texts(texts)`` (a :class:`TextGate`)
+also works, e.g. a wrapped external classifier; such gates are scored from the
+prompt text before generation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+
+from conva_tl.activations import cache_resid_post, pool
+from conva_tl.datasets import load_questions, load_unrelated
+from conva_tl.errors import ConvaError
+from conva_tl.generate import GenerationContext
+from conva_tl.hooks import hook_name
+from conva_tl.probes import ValueVectors
+from conva_tl.values import canonical_value
+
+__all__ = ["TextGate", "ActivationGate", "fit_gate", "gate_hook", "CallableGate"]
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class TextGate(Protocol):
+    """A gate scored from prompt text: scores in [0, 1], open when > threshold."""
+
+    threshold: float
+
+    def score_texts(self, texts: list[str]) -> Float[Tensor, " batch"]: ...
+
+
+@dataclass(frozen=True)
+class CallableGate:
+    """Wrap any ``texts -> scores`` function (e.g. an external value detector)."""
+
+    fn: Any
+    threshold: float = 0.5
+
+    def score_texts(self, texts: list[str]) -> Float[Tensor, " batch"]:
+        return torch.as_tensor(self.fn(texts), dtype=torch.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class ActivationGate:
+    """Logistic gate on the mean residual stream entering block ``block``.
+
+    Attributes:
+        value: the value it detects prompts for.
+        block: reads ``blocks.{block}.hook_resid_pre`` (= resid_post of block-1).
+        w, b: logistic weights on that activation.
+        threshold: g0; the gate opens when score > threshold.
+        metrics: held-out AUROC and accuracy, data sizes.
+    """
+
+    value: str
+    block: int
+    w: Float[Tensor, " d_model"]
+    b: float
+    threshold: float = 0.5
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hook_name(self) -> str:
+        return hook_name(self.block, "hook_resid_pre")
+
+    def score(
+        self, resid: Float[Tensor, "batch pos d_model"], token_mask: Bool[Tensor, "batch pos"]
+    ) -> Float[Tensor, " batch"]:
+        """Gate score per row from the block's input activations."""
+        pooled = pool(resid, token_mask.long(), "mean").float()
+        return torch.sigmoid(pooled @ self.w.to(pooled.device) + self.b)
+
+    def score_texts_with(self, model: Any, texts: list[str]) -> Float[Tensor, " batch"]:
+        """Scores for chat prompts, computed with ``model`` (no steering)."""
+        if self.block == 0:
+            raise ConvaError("score_texts_with supports blocks >= 1")
+        acts = cache_resid_post(model, texts, layers=[self.block - 1], pooling="mean", input_format="chat")
+        return torch.sigmoid(acts[0] @ self.w + self.b)
+
+    def with_threshold(self, threshold: float) -> ActivationGate:
+        return ActivationGate(self.value, self.block, self.w, self.b, threshold, self.metrics)
+
+
+def gate_hook(resid: Float[Tensor, "batch pos d_model"], hook: Any, *, gate: ActivationGate, ctx: GenerationContext) -> None:
+    """Read-only hook: on the prompt pass, record each row's gate decision."""
+    if not ctx.is_prompt_pass(resid):
+        return None
+    scores = gate.score(resid, ctx.real_tokens(resid))
+    ctx.state["gate_score"] = scores.detach().cpu()
+    ctx.state["gate_open"] = (scores > gate.threshold).cpu()
+    return None
+
+
+def fit_gate(
+    model: Any,
+    value: str,
+    *,
+    vectors: ValueVectors | None = None,
+    block: int | None = None,
+    threshold: float = 0.5,
+    C: float = 0.1,
+    test_size: float = 0.3,
+    seed: int = 0,
+    positives: list[str] | None = None,
+    negatives: list[str] | None = None,
+) -> ActivationGate:
+    """Fit the default gate for a value and measure it on held-out prompts.
+
+    Args:
+        model: a ``TransformerBridge``.
+        value: the value.
+        vectors: the value's vectors; the gate's block is then chosen among
+            blocks 1..first control layer (so it decides before any steering).
+        block: read this block's input instead of choosing.
+        threshold: g0 (class-balanced fit, so 0.5 is the natural default).
+        C: inverse L2 strength.
+        test_size: held-out fraction for the reported AUROC / accuracy.
+        seed: split seed.
+        positives / negatives: override the value's gate questions / the
+            shipped unrelated prompts.
+    """
+    value = canonical_value(value)
+    pos = positives or [q.question for q in load_questions(value, split="gate")]
+    neg = negatives or [p.prompt for p in load_unrelated()]
+    if block is not None:
+        candidates = [block]
+    else:
+        first = min(vectors.control_layers) if vectors is not None and vectors.control_layers else 8
+        candidates = sorted({max(1, first // 2), first} - {0}) or [1]
+    if any(c < 1 or c > model.cfg.n_layers for c in candidates):
+        raise ConvaError(f"gate block must be in 1..{model.cfg.n_layers}, got {candidates}")
+    texts = pos + neg
+    y = np.array([1] * len(pos) + [0] * len(neg))
+    acts = cache_resid_post(model, texts, layers=[c - 1 for c in candidates], pooling="mean", input_format="chat")
+    idx_train, idx_test = train_test_split(
+        np.arange(len(texts)), test_size=test_size, random_state=seed, stratify=y
+    )
+    best = None
+    for k, blk in enumerate(candidates):
+        X = acts[k].double().numpy()
+        clf = LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(X[idx_train], y[idx_train])
+        p = clf.predict_proba(X[idx_test])[:, 1]
+        auroc = float(roc_auc_score(y[idx_test], p))
+        acc = float(((p > threshold) == y[idx_test]).mean())
+        if best is None or auroc > best[1]:
+            best = (blk, auroc, acc, X)
+    blk, auroc, acc, X = best  # type: ignore[misc]
+    final = LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(X, y)
+    metrics = {
+        "heldout_auroc": auroc,
+        "heldout_accuracy": acc,
+        "n_positive": len(pos),
+        "n_negative": len(neg),
+        "test_size": test_size,
+        "candidates": candidates,
+        "C": C,
+    }
+    logger.info("gate %s: block %d, held-out AUROC %.3f, accuracy %.3f", value, blk, auroc, acc)
+    return ActivationGate(
+        value, blk, torch.from_numpy(final.coef_[0]).float(), float(final.intercept_[0]), threshold, metrics
+    )

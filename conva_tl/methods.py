@@ -1,0 +1,217 @@
+"""The methods compared in the paper, behind one interface, and ``steer()``.
+
+Each method is a small frozen dataclass implementing
+:class:`~conva_tl.generate.Intervention`: ``rewrite_prompt`` (what the user
+turn becomes) and ``fwd_hooks`` (typed hooks from :mod:`conva_tl.steering`,
+bound to the batch's context). :func:`conva_tl.generate.generate` runs any of
+them; :func:`steer` applies ConVA to whatever the user runs inside a ``with``
+block (``model.generate``, ``run_with_cache``, a plain forward).
+
+* :class:`Base` - the unmodified model.
+* :class:`ICA` - in-context alignment, the paper's Appx. C prompt.
+* :class:`CAA` - add ``coef`` x the mean paired difference on the control layers.
+* :class:`ConVA` - gated minimal control; ``gate=None`` is the paper's
+  "ConVA w.o. gate"; ``mode="per_prompt"`` reproduces the authors' code.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+
+from conva_tl.errors import ConvaError
+from conva_tl.gate import ActivationGate, TextGate, gate_hook
+from conva_tl.generate import GenerationContext
+from conva_tl.hooks import HookCounter, HookFn, hooked, resid_post_name
+from conva_tl.probes import ValueVectors
+from conva_tl.steering import caa_resid_hook, conva_prompt_resid_hook, conva_resid_hook, logit
+from conva_tl.values import canonical_value, get_value
+
+__all__ = ["Base", "ICA", "CAA", "ConVA", "ica_prompt", "steer", "Steering", "trace_frame"]
+
+#: The paper's ICA template (Appx. C, Tab. 9), quoted as a method parameter.
+ICA_TEMPLATE = "You have a high level of {value}. {Value} means {definition}. {question}"
+
+
+def ica_prompt(value: str, question: str, template: str = ICA_TEMPLATE) -> str:
+    """The ICA user message for a value and question."""
+    v = get_value(value)
+    return template.format(value=v.name, Value=v.name.capitalize(), definition=v.definition, question=question)
+
+
+@dataclass(frozen=True)
+class Base:
+    """The unmodified model."""
+
+    name: str = "base"
+
+    def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
+        return question, None
+
+    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+        return []
+
+
+@dataclass(frozen=True)
+class ICA:
+    """In-context alignment: ask the model to role-play a person high in the value."""
+
+    value: str
+    template: str = ICA_TEMPLATE
+    name: str = "ica"
+
+    def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
+        return ica_prompt(canonical_value(self.value), question, self.template), None
+
+    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+        return []
+
+
+@dataclass(frozen=True)
+class CAA:
+    """Contrastive activation addition at the value's control layers.
+
+    Attributes:
+        vectors: the value's vectors; ``mean_diff`` is the steering vector.
+        coef: multiplier of the mean paired difference (the authors used
+            0.05-0.6 per value on Llama-2-7b).
+        layers: override the control layers.
+    """
+
+    vectors: ValueVectors
+    coef: float = 0.5
+    layers: tuple[int, ...] | None = None
+    name: str = "caa"
+
+    def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
+        return question, None
+
+    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+        layers = self.layers if self.layers is not None else self.vectors.control_layers
+        return [
+            (resid_post_name(layer), functools.partial(
+                caa_resid_hook, vector=self.vectors.mean_diff[layer], coef=self.coef, ctx=ctx))
+            for layer in layers
+        ]
+
+
+@dataclass(frozen=True)
+class ConVA:
+    """Gated value vector activation (paper Sec. 3.2).
+
+    Attributes:
+        vectors: the value's probes; control happens on ``control_layers``.
+        p0: target probability P0 (the paper: 1 - 0.1^x, 0.88-0.975 for Llama-2).
+        gate: an :class:`ActivationGate`, a :class:`TextGate`, or ``None``
+            (always on: the paper's "ConVA w.o. gate" ablation).
+        mode: ``"per_token"`` (the paper) or ``"per_prompt"`` (the authors' code).
+        layers: override the control layers.
+        prompt: optional ``question -> (user, system)`` rewrite combined with
+            control (the paper's Sec. 4.4 control-priority experiment).
+    """
+
+    vectors: ValueVectors
+    p0: float = 0.9
+    gate: Any = None
+    mode: str = "per_token"
+    layers: tuple[int, ...] | None = None
+    prompt: Any = None
+    name: str = "conva"
+
+    def __post_init__(self) -> None:
+        logit(self.p0)  # validates 0 < p0 < 1
+        if self.mode not in ("per_token", "per_prompt"):
+            raise ConvaError(f"mode must be 'per_token' or 'per_prompt', got {self.mode!r}")
+        if self.gate is not None and not isinstance(self.gate, (ActivationGate, TextGate)):
+            raise ConvaError("gate must be an ActivationGate, a TextGate (threshold + score_texts) or None")
+        if isinstance(self.gate, ActivationGate):
+            if canonical_value(self.gate.value) != self.vectors.value:
+                raise ConvaError(f"gate is for {self.gate.value!r} but the vectors are for {self.vectors.value!r}")
+            first = min(self.control_layers, default=None)
+            if first is not None and self.gate.block > first:
+                raise ConvaError(
+                    f"the gate reads block {self.gate.block}'s input but control starts at layer {first}: "
+                    "it would see steered activations. Refit the gate with fit_gate(..., vectors=...)."
+                )
+
+    @property
+    def control_layers(self) -> tuple[int, ...]:
+        return self.layers if self.layers is not None else self.vectors.control_layers
+
+    def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
+        return self.prompt(question) if self.prompt is not None else (question, None)
+
+    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+        hooks: list[tuple[str, HookFn]] = []
+        if isinstance(self.gate, ActivationGate):
+            hooks.append((self.gate.hook_name, functools.partial(gate_hook, gate=self.gate, ctx=ctx)))
+        elif self.gate is not None:
+            if not ctx.texts:
+                raise ConvaError("a text gate needs the prompt texts: use conva_tl.generate() or steer(..., texts=...)")
+            scores = self.gate.score_texts(ctx.texts).float()
+            ctx.state["gate_score"] = scores
+            ctx.state["gate_open"] = scores > self.gate.threshold
+        hook_fn = conva_resid_hook if self.mode == "per_token" else conva_prompt_resid_hook
+        for layer in self.control_layers:
+            hooks.append((resid_post_name(layer), functools.partial(
+                hook_fn, layer=layer, w=self.vectors.w[layer], b=float(self.vectors.b[layer]),
+                p0=self.p0, ctx=ctx)))
+        return hooks
+
+
+@dataclass
+class Steering:
+    """What :func:`steer` yields: the live context and how often hooks fired."""
+
+    ctx: GenerationContext
+    calls: HookCounter
+    method: ConVA
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def trace_frame(self) -> pd.DataFrame:
+        return trace_frame(self.ctx)
+
+
+@contextmanager
+def steer(
+    model: Any,
+    vectors: ValueVectors,
+    *,
+    p0: float = 0.9,
+    gate: Any = None,
+    mode: str = "per_token",
+    layers: tuple[int, ...] | None = None,
+    texts: list[str] | None = None,
+    trace: bool = False,
+) -> Iterator[Steering]:
+    """Apply ConVA to everything the model runs inside the ``with`` block.
+
+    Outside :func:`conva_tl.generate.generate` the hooks treat every pass over
+    more than one token as a new prompt (its gate decision is taken there) and
+    one-token passes as decoding steps, which is how ``model.generate`` with a
+    KV cache runs. Use one prompt (or an unpadded batch) per block.
+
+    Example:
+        >>> with steer(model, vectors["security"], p0=0.9) as s:  # doctest: +SKIP
+        ...     model.generate("Should I invest my savings in crypto?", max_new_tokens=40)
+    """
+    method = ConVA(vectors, p0=p0, gate=gate, mode=mode, layers=layers)
+    ctx = GenerationContext(texts=list(texts or []), trace=[] if trace else None)
+    with hooked(model, method.fwd_hooks(model, ctx)) as calls:
+        yield Steering(ctx, calls, method)
+
+
+def trace_frame(ctx: GenerationContext) -> pd.DataFrame:
+    """The per-token trace of a run with ``trace`` on, one row per (token, layer)."""
+    if ctx.trace is None:
+        raise ConvaError("this run was not traced: pass trace=True")
+    cols = ["row", "step", "position", "layer", "gate_score", "p_before", "p_after", "eps"]
+    return pd.DataFrame(ctx.trace, columns=cols)
+
+

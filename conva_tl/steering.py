@@ -1,0 +1,168 @@
+"""The gated control hooks (paper Eq. 5-6) and the CAA baseline hook.
+
+Every function here is a typed TransformerLens hook on
+``blocks.{l}.hook_resid_post``: ``hook(resid, hook, *, ...) -> resid``, with its
+parameters bound by :mod:`conva_tl.methods` through ``functools.partial``. They
+read the batch's :class:`~conva_tl.generate.GenerationContext` to know which
+positions are padding, whether this is the prompt pass, and whether the gate is
+open for each row, so the same hook runs on the prompt and at every decoding
+step with the KV cache.
+
+Closed form. For a probe P_V(e) = sigmoid(w.e + b) and v = w/|w|, the smallest
+|eps| with P_V(e + eps v) >= P0 is eps = (logit(P0) - w.e - b) / (w.v) when
+P_V(e) < P0, else 0 (Appx. K). Since w.v = |w|, the shifted activation lands
+exactly on the probe's P0 contour.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from conva_tl.errors import ConvaError
+from conva_tl.generate import GenerationContext
+
+__all__ = [
+    "logit",
+    "conva_shift",
+    "conva_resid_hook",
+    "conva_prompt_resid_hook",
+    "caa_resid_hook",
+    "gate_open",
+]
+
+
+def logit(p: float) -> float:
+    """sigmoid^-1(p)."""
+    if not 0.0 < p < 1.0:
+        raise ConvaError(f"P0 must be strictly between 0 and 1, got {p}")
+    return math.log(p / (1.0 - p))
+
+
+def conva_shift(
+    resid: Float[Tensor, "batch pos d_model"],
+    w: Float[Tensor, " d_model"],
+    b: float,
+    p0: float,
+    allowed: Bool[Tensor, "batch pos"],
+) -> tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos"], Float[Tensor, "batch pos"]]:
+    """Move every allowed position with P_V < P0 onto the P0 contour.
+
+    Computed in float32 whatever the model's dtype, then cast back.
+
+    Returns:
+        ``(new_resid, eps, logit_before)``; ``eps`` is 0 where nothing moved.
+    """
+    x = resid.float()
+    wf = w.to(x.device, torch.float32)
+    w_norm = wf.norm()
+    before = x @ wf + float(b)
+    target = logit(p0)
+    move = allowed.to(x.device) & (before < target)
+    eps = torch.where(move, (target - before) / w_norm, torch.zeros_like(before))
+    out = x + eps.unsqueeze(-1) * (wf / w_norm)
+    return out.to(resid.dtype), eps, before
+
+
+def gate_open(ctx: GenerationContext, batch: int, device: torch.device) -> Bool[Tensor, " batch"]:
+    """Per-row gate decision recorded on the prompt pass (all open if no gate)."""
+    opened = ctx.state.get("gate_open")
+    if opened is None:
+        return torch.ones(batch, dtype=torch.bool, device=device)
+    if opened.shape[0] != batch:
+        raise ConvaError(
+            f"gate decisions for {opened.shape[0]} rows but the batch has {batch}; "
+            "run each batch through generate() or a fresh steer() block"
+        )
+    return opened.to(device)
+
+
+def _record(ctx: GenerationContext, layer: int, resid: Tensor, before: Tensor, eps: Tensor, w: Tensor, b: float) -> None:
+    if ctx.trace is None:
+        return
+    after = before + eps * w.float().norm()
+    real = ctx.real_tokens(resid)
+    pos = ctx.token_positions(resid)
+    rows, cols = torch.nonzero(real, as_tuple=True)
+    scores = ctx.state.get("gate_score")
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        ctx.trace.append(
+            {
+                "row": r,
+                "step": ctx.step,
+                "position": int(pos[r, c]),
+                "layer": layer,
+                "gate_score": float(scores[r]) if scores is not None else float("nan"),
+                "p_before": float(torch.sigmoid(before[r, c])),
+                "p_after": float(torch.sigmoid(after[r, c])),
+                "eps": float(eps[r, c]),
+            }
+        )
+
+
+def conva_resid_hook(
+    resid: Float[Tensor, "batch pos d_model"],
+    hook: Any,
+    *,
+    layer: int,
+    w: Float[Tensor, " d_model"],
+    b: float,
+    p0: float,
+    ctx: GenerationContext,
+) -> Float[Tensor, "batch pos d_model"]:
+    """ConVA per token (the paper): every real position of every gated row."""
+    allowed = ctx.real_tokens(resid) & gate_open(ctx, resid.shape[0], resid.device)[:, None]
+    out, eps, before = conva_shift(resid, w, b, p0, allowed)
+    _record(ctx, layer, resid, before, eps, w, b)
+    return out
+
+
+def conva_prompt_resid_hook(
+    resid: Float[Tensor, "batch pos d_model"],
+    hook: Any,
+    *,
+    layer: int,
+    w: Float[Tensor, " d_model"],
+    b: float,
+    p0: float,
+    ctx: GenerationContext,
+) -> Float[Tensor, "batch pos d_model"]:
+    """ConVA as the authors' code does it: one eps per prompt and layer.
+
+    On the prompt pass eps is computed from the last prompt token (after the
+    shifts of earlier layers, which this pass has already applied) and added to
+    every real position; every later token gets the same eps unchanged.
+    """
+    key = f"prompt_eps.{layer}"
+    x = resid.float()
+    wf = w.to(x.device, torch.float32)
+    v = wf / wf.norm()
+    before = x @ wf + float(b)
+    if ctx.is_prompt_pass(resid):
+        opened = gate_open(ctx, resid.shape[0], resid.device)
+        _, eps_last, _ = conva_shift(resid[:, -1:], w, b, p0, opened[:, None])
+        ctx.state[key] = eps_last[:, 0]
+    eps_row = ctx.state.get(key)
+    if eps_row is None:
+        raise ConvaError("per-prompt ConVA saw a decoding step before any prompt pass")
+    eps = eps_row.to(x.device)[:, None] * ctx.real_tokens(resid)
+    _record(ctx, layer, resid, before, eps, w, b)
+    return (x + eps.unsqueeze(-1) * v).to(resid.dtype)
+
+
+def caa_resid_hook(
+    resid: Float[Tensor, "batch pos d_model"],
+    hook: Any,
+    *,
+    vector: Float[Tensor, " d_model"],
+    coef: float,
+    ctx: GenerationContext,
+) -> Float[Tensor, "batch pos d_model"]:
+    """CAA (Rimsky et al.): add ``coef`` x the mean paired difference everywhere."""
+    mask = ctx.real_tokens(resid).unsqueeze(-1)
+    add = coef * vector.to(resid.device, torch.float32)
+    return (resid.float() + mask * add).to(resid.dtype)
