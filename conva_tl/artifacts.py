@@ -18,11 +18,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from conva_tl.errors import ArtifactError
+from conva_tl.gate import ActivationGate
 from conva_tl.model import model_info
 from conva_tl.probes import ValueVectors
 from conva_tl.values import canonical_value
 
-__all__ = ["save_vectors", "load_vectors", "check_compatible"]
+__all__ = ["save_vectors", "load_vectors", "check_compatible", "save_gates", "load_gates"]
 
 _TENSORS = ("w", "b", "accuracy", "train_accuracy", "mean_diff")
 FORMAT_VERSION = 1
@@ -131,3 +132,39 @@ def _load_one(root: Path, name: str) -> ValueVectors:
         mean_diff=tensors["mean_diff"],
         metadata=meta.get("metadata", {}),
     )
+
+
+def save_gates(folder: str | Path, gates: Iterable[ActivationGate]) -> Path:
+    """Write activation gates as ``gate-<value>.safetensors`` + ``gate-<value>.json``."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for gate in gates:
+        save_file({"w": gate.w.detach().float().contiguous().cpu()}, str(out / f"gate-{gate.value}.safetensors"))
+        meta = {
+            "format_version": FORMAT_VERSION, "value": gate.value, "block": gate.block, "b": gate.b,
+            "threshold": gate.threshold, "metrics": gate.metrics,
+        }
+        (out / f"gate-{gate.value}.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return out
+
+
+def load_gates(folder: str | Path, values: Sequence[str] | None = None, *, model: Any | None = None) -> dict[str, ActivationGate]:
+    """Load gates saved by :func:`save_gates` (all in the folder by default)."""
+    root = Path(folder)
+    names = [canonical_value(v) for v in values] if values is not None else sorted(
+        p.stem.removeprefix("gate-") for p in root.glob("gate-*.json")
+    )
+    out = {}
+    for name in names:
+        meta_path, tensor_path = root / f"gate-{name}.json", root / f"gate-{name}.safetensors"
+        try:
+            meta = json.loads(meta_path.read_text())
+            w = load_file(str(tensor_path))["w"]
+        except FileNotFoundError:
+            raise ArtifactError(f"{root} has no gate for {name!r} (fit one with conva fit)") from None
+        except (json.JSONDecodeError, SafetensorError, OSError, KeyError, ValueError) as exc:
+            raise ArtifactError(f"gate files for {name!r} in {root} are corrupt ({exc})") from None
+        if model is not None and w.shape != (model.cfg.d_model,):
+            raise ArtifactError(f"gate for {name!r} has d_model {w.shape[0]}, the model {model.cfg.d_model}")
+        out[name] = ActivationGate(name, int(meta["block"]), w, float(meta["b"]), float(meta["threshold"]), meta.get("metrics", {}))
+    return out

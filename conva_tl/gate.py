@@ -35,7 +35,7 @@ from conva_tl.hooks import hook_name
 from conva_tl.probes import ValueVectors
 from conva_tl.values import canonical_value
 
-__all__ = ["TextGate", "ActivationGate", "fit_gate", "gate_hook", "CallableGate"]
+__all__ = ["TextGate", "ActivationGate", "fit_gate", "fit_gates", "gate_hook", "CallableGate"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,83 @@ def gate_hook(resid: Float[Tensor, "batch pos d_model"], hook: Any, *, gate: Act
     return None
 
 
+def _first_control(vectors: ValueVectors | None) -> int:
+    return min(vectors.control_layers) if vectors is not None and vectors.control_layers else 8
+
+
+def _candidates(first: int, n_layers: int) -> list[int]:
+    return sorted({min(max(1, first // 2), n_layers), min(max(1, first), n_layers)})
+
+
+def fit_gates(
+    model: Any,
+    vectors: dict[str, ValueVectors],
+    *,
+    threshold: float = 0.5,
+    C: float = 0.1,
+    test_size: float = 0.3,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: bool | None = None,
+) -> dict[str, ActivationGate]:
+    """Fit one gate per value with a single shared activation pass.
+
+    The unrelated prompts are cached once for every value and the gate
+    questions of all values together, at every candidate block any value needs.
+    """
+    names = list(vectors)
+    cands = {v: _candidates(_first_control(vectors[v]), model.cfg.n_layers) for v in names}
+    blocks = sorted({b for c in cands.values() for b in c})
+    neg = [p.prompt for p in load_unrelated()]
+    pos = {v: [q.question for q in load_questions(v, split="gate")] for v in names}
+    texts = neg + [q for v in names for q in pos[v]]
+    acts = cache_resid_post(
+        model, texts, layers=[b - 1 for b in blocks], pooling="mean", input_format="chat",
+        batch_size=batch_size, progress=progress,
+    )
+    slot = {b: k for k, b in enumerate(blocks)}
+    out, start = {}, len(neg)
+    for v in names:
+        rows = list(range(len(neg))) + list(range(start, start + len(pos[v])))
+        start += len(pos[v])
+        y = np.array([0] * len(neg) + [1] * len(pos[v]))
+        per_block = {b: acts[slot[b]][rows].double().numpy() for b in cands[v]}
+        out[v] = _fit_from_acts(v, per_block, y, threshold=threshold, C=C, test_size=test_size, seed=seed)
+    return out
+
+
+def _fit_from_acts(
+    value: str, per_block: dict[int, np.ndarray], y: np.ndarray, *, threshold: float, C: float,
+    test_size: float, seed: int,
+) -> ActivationGate:
+    idx_train, idx_test = train_test_split(
+        np.arange(len(y)), test_size=test_size, random_state=seed, stratify=y
+    )
+    best = None
+    for blk, X in per_block.items():
+        clf = LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(X[idx_train], y[idx_train])
+        p = clf.predict_proba(X[idx_test])[:, 1]
+        auroc = float(roc_auc_score(y[idx_test], p))
+        acc = float(((p > threshold) == y[idx_test]).mean())
+        if best is None or auroc > best[1]:
+            best = (blk, auroc, acc, X)
+    blk, auroc, acc, X = best  # type: ignore[misc]
+    final = LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(X, y)
+    metrics = {
+        "heldout_auroc": auroc,
+        "heldout_accuracy": acc,
+        "n_positive": int(y.sum()),
+        "n_negative": int((1 - y).sum()),
+        "test_size": test_size,
+        "candidates": sorted(per_block),
+        "C": C,
+    }
+    logger.info("gate %s: block %d, held-out AUROC %.3f, accuracy %.3f", value, blk, auroc, acc)
+    return ActivationGate(
+        value, blk, torch.from_numpy(final.coef_[0]).float(), float(final.intercept_[0]), threshold, metrics
+    )
+
+
 def fit_gate(
     model: Any,
     value: str,
@@ -142,40 +219,12 @@ def fit_gate(
     value = canonical_value(value)
     pos = positives or [q.question for q in load_questions(value, split="gate")]
     neg = negatives or [p.prompt for p in load_unrelated()]
-    if block is not None:
-        candidates = [block]
-    else:
-        first = min(vectors.control_layers) if vectors is not None and vectors.control_layers else 8
-        candidates = sorted({max(1, first // 2), first} - {0}) or [1]
+    candidates = [block] if block is not None else _candidates(_first_control(vectors), model.cfg.n_layers)
     if any(c < 1 or c > model.cfg.n_layers for c in candidates):
         raise ConvaError(f"gate block must be in 1..{model.cfg.n_layers}, got {candidates}")
-    texts = pos + neg
+    acts = cache_resid_post(
+        model, pos + neg, layers=[c - 1 for c in candidates], pooling="mean", input_format="chat"
+    )
     y = np.array([1] * len(pos) + [0] * len(neg))
-    acts = cache_resid_post(model, texts, layers=[c - 1 for c in candidates], pooling="mean", input_format="chat")
-    idx_train, idx_test = train_test_split(
-        np.arange(len(texts)), test_size=test_size, random_state=seed, stratify=y
-    )
-    best = None
-    for k, blk in enumerate(candidates):
-        X = acts[k].double().numpy()
-        clf = LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(X[idx_train], y[idx_train])
-        p = clf.predict_proba(X[idx_test])[:, 1]
-        auroc = float(roc_auc_score(y[idx_test], p))
-        acc = float(((p > threshold) == y[idx_test]).mean())
-        if best is None or auroc > best[1]:
-            best = (blk, auroc, acc, X)
-    blk, auroc, acc, X = best  # type: ignore[misc]
-    final = LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(X, y)
-    metrics = {
-        "heldout_auroc": auroc,
-        "heldout_accuracy": acc,
-        "n_positive": len(pos),
-        "n_negative": len(neg),
-        "test_size": test_size,
-        "candidates": candidates,
-        "C": C,
-    }
-    logger.info("gate %s: block %d, held-out AUROC %.3f, accuracy %.3f", value, blk, auroc, acc)
-    return ActivationGate(
-        value, blk, torch.from_numpy(final.coef_[0]).float(), float(final.intercept_[0]), threshold, metrics
-    )
+    per_block = {c: acts[k].double().numpy() for k, c in enumerate(candidates)}
+    return _fit_from_acts(value, per_block, y, threshold=threshold, C=C, test_size=test_size, seed=seed)

@@ -171,13 +171,10 @@ def _parse_label(text: str, yes: str, no: str) -> bool | None:
         rf"(?:\s+(?:is|would\s+be|should\s+be|as|the\s+label|it))*\s*[:=\-]?\s*{words}{end}",
         rf"(?:^|[.!?:\n])\s*{words}\s*(?:[.!]|$)",  # a sentence that is only the label
     ]
-    first: tuple[int, str] | None = None
-    for pattern in patterns:
-        for m in re.finditer(pattern, text, re.IGNORECASE | re.MULTILINE):
-            if first is None or m.start() < first[0]:
-                first = (m.start(), m.group(1).lower())
-            break
-    return None if first is None else first[1] == yes
+    hits = [m for p in patterns if (m := re.search(p, text, re.IGNORECASE | re.MULTILINE))]
+    if not hits:
+        return None
+    return min(hits, key=lambda m: m.start()).group(1).lower() == yes
 
 
 def parse_yes_no(text: str) -> bool | None:

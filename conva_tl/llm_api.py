@@ -376,6 +376,7 @@ class ChatClient:
         tries = cfg.max_retries + 1
         for attempt in range(tries):
             retry_after: float | None = None
+            detail = ""
             try:
                 return self._request(messages)
             except openai.APIStatusError as exc:
@@ -385,6 +386,7 @@ class ChatClient:
                         f"HTTP {status}", attempt + 1, self._status_detail(exc)
                     ) from None
                 problem = f"HTTP {status}"
+                detail = self._status_detail(exc)
                 retry_after = _retry_after(exc)
             except openai.APITimeoutError:
                 problem = f"timeout after {cfg.timeout_s:g} s"
@@ -393,7 +395,7 @@ class ChatClient:
             except (_MalformedReply, json.JSONDecodeError) as exc:
                 problem = f"malformed reply ({_short(str(exc))})"
             if attempt + 1 == tries:
-                raise self._error(problem, tries, "") from None
+                raise self._error(problem, tries, detail) from None
             delay = self._backoff(attempt, retry_after)
             logger.warning(
                 "%s from %s (model %s); retry %d/%d in %.2f s",

@@ -191,7 +191,10 @@ class ValueVectors:
         ).set_index("layer")
 
     def __neg__(self) -> ValueVectors:
-        return replace(self, w=-self.w, b=-self.b, metadata={**self.metadata, "negated": not self.metadata.get("negated", False)})
+        meta = {k: v for k, v in self.metadata.items() if k != "negated"}
+        if not self.metadata.get("negated", False):
+            meta["negated"] = True
+        return replace(self, w=-self.w, b=-self.b, metadata=meta)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ValueVectors):

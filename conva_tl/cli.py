@@ -1,0 +1,142 @@
+"""The ``conva`` command: fit, steer, demo, evaluate, and the data tools.
+
+Each subcommand parses its options and calls one pipeline function; the
+functions are importable too, so scripts and notebooks use the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from conva_tl.errors import ConvaError
+
+__all__ = ["main"]
+
+
+def _add_fit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="HF name or local folder (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--vectors", default="out/vectors", help="artifact folder (default: out/vectors)")
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from conva_tl.model import load_model
+    from conva_tl.pipeline import FitSettings, fit_all
+
+    model = load_model(args.model, device=args.device)
+    settings = FitSettings(
+        kind=args.kind, pooling=args.pooling, input_format=args.input_format, threshold=args.threshold,
+        exclude_last=args.exclude_last, C=args.C, seed=args.seed,
+    )
+    _, _ = fit_all(model, args.vectors, args.values or _all(), settings=settings, resume=not args.no_resume)
+    import pandas as pd
+
+    print(pd.read_csv(f"{args.vectors}/summary.csv", index_col=0).to_string())
+    print(f"\nsaved to {args.vectors}/")
+    return 0
+
+
+def _all() -> tuple[str, ...]:
+    from conva_tl.values import VALUES
+
+    return VALUES
+
+
+def _cmd_steer(args: argparse.Namespace) -> int:
+    from conva_tl.generate import generate
+    from conva_tl.model import load_model
+    from conva_tl.pipeline import FitSettings, fit_all, make_method
+    from conva_tl.values import canonical_value
+
+    value = canonical_value(args.value)
+    model = load_model(args.model, device=args.device)
+    vectors = gates = {}
+    if args.method not in ("base", "ica"):
+        vectors, gates = fit_all(model, args.vectors, [value], settings=FitSettings())
+    for name in args.method.split(","):
+        method = make_method(name, value, vectors.get(value), gates.get(value), p0=args.p0, caa_coef=args.caa_coef)
+        answer = generate(model, [args.question], intervention=method, max_new_tokens=args.max_new_tokens)[0]
+        print(f"[{name}] {answer}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from conva_tl.demo import run_demo
+
+    run_demo(args.out, p0=args.p0, max_new_tokens=args.max_new_tokens)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0, METHODS
+
+    parser = argparse.ArgumentParser(prog="conva", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fit", help="identify value vectors (and gates) and save them")
+    _add_fit_options(p)
+    p.add_argument("--values", nargs="*", help="values (default: all ten)")
+    p.add_argument("--kind", default="pairs", choices=["pairs", "straightforward"])
+    p.add_argument("--pooling", default="last", choices=["last", "mean"])
+    p.add_argument("--input-format", default="raw", choices=["raw", "chat"])
+    p.add_argument("--threshold", type=float, default=0.9, help="accuracy a control layer must exceed")
+    p.add_argument("--exclude-last", type=int, default=5, help="never control the last N layers")
+    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the probes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="refit even if matching artifacts exist")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("steer", help="answer one question with one or more methods")
+    _add_fit_options(p)
+    p.add_argument("question")
+    p.add_argument("--value", required=True)
+    p.add_argument("--method", default="base,conva", help=f"comma-separated: {', '.join(METHODS)}")
+    p.add_argument("--p0", type=float, default=DEFAULT_P0)
+    p.add_argument("--caa-coef", type=float, default=DEFAULT_CAA_COEF)
+    p.add_argument("--max-new-tokens", type=int, default=80)
+    p.set_defaults(func=_cmd_steer)
+
+    p = sub.add_parser("demo", help="the main job: fit all values, compare base and ConVA answers")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--p0", type=float, default=DEFAULT_P0)
+    p.add_argument("--max-new-tokens", type=int, default=60)
+    p.set_defaults(func=_cmd_demo)
+
+    for name, target, help_text in (
+        ("generate-data", "conva_tl.datagen:main_generate_data", "generate datasets through an OpenAI-compatible API"),
+        ("context-words", "conva_tl.analysis.context_words:main_context_words", "frequent context words (paper Tab. 2)"),
+        ("evaluate", "conva_tl.evaluation:main_evaluate", "judge-based and judge-free evaluation"),
+    ):
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.set_defaults(delegate=target)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if getattr(args, "delegate", None):
+            import importlib
+
+            module, func = args.delegate.split(":")
+            return int(getattr(importlib.import_module(module), func)(rest) or 0)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return int(args.func(args) or 0)
+    except ConvaError as exc:
+        print(f"conva: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("conva: interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

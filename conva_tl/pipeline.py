@@ -1,0 +1,201 @@
+"""Thin stages a user runs end to end: fit everything, then answer with a method.
+
+:func:`fit_all` identifies value vectors for several values in one activation
+pass, fits their gates in a second shared pass, and saves both to an artifact
+folder; rerun with the same settings, it loads them instead (resume).
+:func:`make_method` builds any of the compared methods by name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from conva_tl.artifacts import load_gates, load_vectors, save_gates, save_vectors
+from conva_tl.datasets import contrast_set
+from conva_tl.errors import ArtifactError, ConvaError
+from conva_tl.gate import ActivationGate, fit_gates
+from conva_tl.identify import identify
+from conva_tl.methods import CAA, ICA, Base, ConVA
+from conva_tl.model import model_info
+from conva_tl.probes import LayerRule, ValueVectors
+from conva_tl.values import VALUES, canonical_value
+
+__all__ = ["FitSettings", "fit_all", "summary_table", "make_method", "METHODS", "DEFAULT_P0", "DEFAULT_CAA_COEF"]
+
+logger = logging.getLogger(__name__)
+
+#: Default P0 for the embedded SmolLM2-135M-Instruct (see README, "Choosing P0 and g0").
+DEFAULT_P0 = 0.9
+#: Default CAA coefficient on the embedded model.
+DEFAULT_CAA_COEF = 0.5
+
+METHODS = ("base", "ica", "caa", "conva", "conva-nogate", "conva-per-prompt")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How value vectors are identified (recorded so a rerun can resume)."""
+
+    kind: str = "pairs"
+    pooling: str = "last"
+    input_format: str = "raw"
+    test_size: float = 0.2
+    C: float = 1.0
+    seed: int = 0
+    threshold: float = 0.9
+    exclude_last: int = 5
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("pairs", "straightforward"):
+            raise ConvaError(f"kind must be 'pairs' or 'straightforward', got {self.kind!r}")
+        if self.pooling not in ("last", "mean"):
+            raise ConvaError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
+        if self.input_format not in ("raw", "chat"):
+            raise ConvaError(f"input_format must be 'raw' or 'chat', got {self.input_format!r}")
+
+
+def _matches(vv: ValueVectors, model: Any, settings: FitSettings) -> bool:
+    meta = vv.metadata
+    return (
+        meta.get("model") == model_info(model).to_dict()
+        and meta.get("fit_settings") == asdict(settings)
+        and meta.get("dataset", {}).get("sha256") == contrast_set(vv.value, settings.kind).sha256
+    )
+
+
+def fit_all(
+    model: Any,
+    out_dir: str | Path,
+    values: Sequence[str] = VALUES,
+    *,
+    settings: FitSettings | None = None,
+    gates: bool = True,
+    resume: bool = True,
+    progress: bool | None = True,
+) -> tuple[dict[str, ValueVectors], dict[str, ActivationGate]]:
+    """Identify (or reload) value vectors and gates for ``values``; save them.
+
+    Args:
+        model: a ``TransformerBridge``.
+        out_dir: artifact folder (created).
+        values: value names.
+        settings: identification settings.
+        gates: also fit the default :class:`ActivationGate` per value.
+        resume: reuse vectors already in ``out_dir`` fitted with the same model,
+            data and settings; only the missing values are fitted.
+        progress: progress bars.
+    """
+    settings = settings or FitSettings()
+    names = [canonical_value(v) for v in values]
+    out = Path(out_dir)
+    have: dict[str, ValueVectors] = {}
+    if resume and (out / "manifest.json").is_file():
+        try:
+            saved = load_vectors(out)
+        except ArtifactError as exc:
+            logger.warning("ignoring unreadable artifacts in %s: %s", out, exc)
+            saved = {}
+        have = {v: vv for v, vv in saved.items() if v in names and _matches(vv, model, settings)}
+    todo = [v for v in names if v not in have]
+    if todo:
+        logger.info("identifying value vectors for %s", ", ".join(todo))
+        rule = LayerRule(threshold=settings.threshold, exclude_last=settings.exclude_last)
+        fitted = identify(
+            model, todo, kind=settings.kind, pooling=settings.pooling, input_format=settings.input_format,
+            test_size=settings.test_size, C=settings.C, seed=settings.seed, rule=rule, progress=progress,
+        )
+        for v, vv in fitted.items():
+            stamped = ValueVectors(
+                vv.value, vv.w, vv.b, vv.accuracy, vv.train_accuracy, vv.control_layers, vv.mean_diff,
+                {**vv.metadata, "fit_settings": asdict(settings)},
+            )
+            save_vectors(out, stamped)
+            have[v] = stamped
+    vectors = {v: have[v] for v in names}
+    gate_map: dict[str, ActivationGate] = {}
+    if gates:
+        gate_map = {}
+        if resume and not todo:
+            try:
+                gate_map = load_gates(out, names, model=model)
+            except ArtifactError:
+                gate_map = {}
+        missing = {v: vectors[v] for v in names if v not in gate_map}
+        if missing:
+            logger.info("fitting gates for %s", ", ".join(missing))
+            new = fit_gates(model, missing, progress=progress)
+            save_gates(out, new.values())
+            gate_map.update(new)
+    summary_table(vectors, gate_map).to_csv(out / "summary.csv")
+    (out / "fit_settings.json").write_text(json.dumps(asdict(settings), indent=2))
+    return vectors, gate_map
+
+
+def summary_table(
+    vectors: dict[str, ValueVectors], gates: dict[str, ActivationGate] | None = None
+) -> pd.DataFrame:
+    """One row per value: best layer and accuracy, control layers, gate quality."""
+    rows = []
+    for v, vv in vectors.items():
+        g = (gates or {}).get(v)
+        rows.append(
+            {
+                "value": v,
+                "best_layer": vv.best_layer,
+                "best_accuracy": round(float(vv.accuracy.max()), 3),
+                "n_control": len(vv.control_layers),
+                "control_layers": _ranges(vv.control_layers),
+                "gate_block": g.block if g else None,
+                "gate_auroc": round(g.metrics.get("heldout_auroc", float("nan")), 3) if g else None,
+                "gate_accuracy": round(g.metrics.get("heldout_accuracy", float("nan")), 3) if g else None,
+            }
+        )
+    return pd.DataFrame(rows).set_index("value")
+
+
+def _ranges(layers: Sequence[int]) -> str:
+    if not layers:
+        return "-"
+    parts, start, prev = [], layers[0], layers[0]
+    for x in list(layers[1:]) + [None]:
+        if x is not None and x == prev + 1:
+            prev = x
+            continue
+        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if x is not None:
+            start = prev = x
+    return ",".join(parts)
+
+
+def make_method(
+    name: str,
+    value: str,
+    vectors: ValueVectors | None = None,
+    gate: ActivationGate | None = None,
+    *,
+    p0: float = DEFAULT_P0,
+    caa_coef: float = DEFAULT_CAA_COEF,
+) -> Any:
+    """Build a method by name: one of :data:`METHODS`."""
+    if name not in METHODS:
+        raise ConvaError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    if name == "base":
+        return Base()
+    if name == "ica":
+        return ICA(value)
+    if vectors is None:
+        raise ConvaError(f"method {name!r} needs value vectors for {value!r} (conva fit)")
+    if name == "caa":
+        return CAA(vectors, coef=caa_coef)
+    if name == "conva-nogate":
+        return ConVA(vectors, p0=p0, gate=None, name="conva-nogate")
+    if name == "conva-per-prompt":
+        return ConVA(vectors, p0=p0, gate=gate, mode="per_prompt", name="conva-per-prompt")
+    return ConVA(vectors, p0=p0, gate=gate)

@@ -1,0 +1,27 @@
+import torch
+
+from conva_tl.artifacts import load_gates, save_gates
+from conva_tl.gate import ActivationGate, fit_gate
+from conva_tl.generate import GenerationContext
+from conva_tl.gate import gate_hook
+
+
+def test_fit_gate_reports_heldout_quality_and_round_trips(tiny, tmp_path):
+    gate = fit_gate(tiny, "security", block=2, test_size=0.3)
+    assert gate.block == 2 and gate.hook_name == "blocks.2.hook_resid_pre"
+    assert 0.0 <= gate.metrics["heldout_auroc"] <= 1.0
+    assert gate.metrics["n_positive"] == 30 and gate.metrics["n_negative"] >= 300
+    save_gates(tmp_path, [gate])
+    loaded = load_gates(tmp_path, ["security"], model=tiny)["security"]
+    assert torch.equal(loaded.w, gate.w) and loaded.b == gate.b and loaded.block == 2
+
+
+def test_gate_hook_decides_per_row_on_prompt_pass_only():
+    gate = ActivationGate("security", 1, torch.tensor([1.0, 0.0]), 0.0, threshold=0.5)
+    resid = torch.tensor([[[5.0, 0.0], [5.0, 0.0]], [[-5.0, 0.0], [-5.0, 0.0]]])
+    ctx = GenerationContext(token_mask=torch.ones(2, 2, dtype=torch.bool), managed=True, prompt_pass=True)
+    gate_hook(resid, None, gate=gate, ctx=ctx)
+    assert ctx.state["gate_open"].tolist() == [True, False]
+    ctx.prompt_pass = False
+    gate_hook(-resid, None, gate=gate, ctx=ctx)  # decoding steps keep the prompt's decision
+    assert ctx.state["gate_open"].tolist() == [True, False]
