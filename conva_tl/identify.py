@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from conva_tl import __version__
+from conva_tl._version import __version__
 from conva_tl.activations import cache_resid_post
 from conva_tl.datasets import ContrastSet, contrast_set
 from conva_tl.hooks import resid_post_name

@@ -1,0 +1,84 @@
+"""ConVA end to end on the embedded model: fit, gate, steer, save and reload.
+
+Two values are fitted once for the module (one shared activation pass).
+"""
+
+import pytest
+import torch
+
+from conva_tl.activations import cache_resid_post
+from conva_tl.artifacts import load_gates, load_vectors
+from conva_tl.datasets import load_questions, load_unrelated
+from conva_tl.generate import generate
+from conva_tl.methods import ConVA
+from conva_tl.pipeline import fit_all
+
+VALUES = ("tradition", "security")
+
+
+@pytest.fixture(scope="module")
+def fitted(embedded, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vectors")
+    vectors, gates = fit_all(embedded, out, VALUES, progress=False)
+    return out, vectors, gates
+
+
+def test_probes_separate_the_pairs_and_select_layers(fitted, embedded):
+    _, vectors, _ = fitted
+    for v in VALUES:
+        vv = vectors[v]
+        assert float(vv.accuracy.max()) >= 0.85, (v, vv.accuracy)
+        assert all(layer < embedded.cfg.n_layers - 5 for layer in vv.control_layers)
+        assert all(float(vv.accuracy[layer]) > 0.9 for layer in vv.control_layers)
+    assert vectors["tradition"].control_layers, "tradition should have accurate layers"
+
+
+def test_gate_separates_value_questions_from_unrelated_prompts(fitted, embedded):
+    _, _, gates = fitted
+    gate = gates["tradition"]
+    assert gate.metrics["heldout_auroc"] > 0.9
+    # never-seen evaluation questions vs unrelated prompts
+    q = [x.question for x in load_questions("tradition", split="eval")[:8]]
+    u = [x.prompt for x in load_unrelated()[::40]]
+    sq, su = gate.score_texts_with(embedded, q), gate.score_texts_with(embedded, u)
+    assert sq.mean() > su.mean() + 0.3
+
+
+def test_conva_raises_the_value_reading_of_answers(fitted, embedded):
+    _, vectors, gates = fitted
+    vv = vectors["tradition"]
+    questions = [x.question for x in load_questions("tradition", split="eval")[::25]]
+    base = generate(embedded, questions, max_new_tokens=40)
+    steered, trace = generate(
+        embedded, questions, max_new_tokens=40, intervention=ConVA(vv, p0=0.9, gate=None), trace=True
+    )
+    assert set(trace.layer) == set(vv.control_layers)
+    moved = trace[trace.eps != 0]
+    assert (moved.p_after - 0.9).abs().max() < 1e-3
+    layer = vv.best_layer
+    read = lambda answers: vv.predict_proba(cache_resid_post(embedded, answers, layers=range(30)))[layer]  # noqa: E731
+    assert read(steered).mean() > read(base).mean()
+    assert all(len(a.split()) >= 5 for a in steered)
+
+
+def test_save_load_gives_identical_generations(fitted, embedded):
+    out, vectors, gates = fitted
+    loaded = load_vectors(out, model=embedded)["tradition"]
+    lgate = load_gates(out, ["tradition"], model=embedded)["tradition"]
+    assert loaded == vectors["tradition"]
+    q = [load_questions("tradition", split="eval")[3].question]
+    a = generate(embedded, q, max_new_tokens=24, intervention=ConVA(vectors["tradition"], p0=0.9, gate=gates["tradition"]))
+    b = generate(embedded, q, max_new_tokens=24, intervention=ConVA(loaded, p0=0.9, gate=lgate))
+    assert a == b
+
+
+def test_resume_reuses_matching_artifacts(fitted, embedded, monkeypatch):
+    out, vectors, _ = fitted
+    import conva_tl.pipeline as pipeline
+
+    def boom(*args, **kwargs):
+        raise AssertionError("identify() must not run again")
+
+    monkeypatch.setattr(pipeline, "identify", boom)
+    again, _ = fit_all(embedded, out, VALUES, progress=False)
+    assert all(torch.equal(again[v].w, vectors[v].w) for v in VALUES)
