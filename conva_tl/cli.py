@@ -29,7 +29,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device)
     settings = FitSettings(
         kind=args.kind, pooling=args.pooling, input_format=args.input_format, threshold=args.threshold,
-        exclude_last=args.exclude_last, C=args.C, seed=args.seed,
+        exclude_last=args.exclude_last, fallback_top=args.fallback_top, C=args.C, seed=args.seed,
     )
     _, _ = fit_all(model, args.vectors, args.values or _all(), settings=settings, resume=not args.no_resume)
     import pandas as pd
@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-format", default="raw", choices=["raw", "chat"])
     p.add_argument("--threshold", type=float, default=0.9, help="accuracy a control layer must exceed")
     p.add_argument("--exclude-last", type=int, default=5, help="never control the last N layers")
+    p.add_argument("--fallback-top", type=int, default=3, help="if no layer passes, control the N most accurate (0 = none)")
     p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the probes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="refit even if matching artifacts exist")

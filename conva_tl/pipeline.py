@@ -51,6 +51,7 @@ class FitSettings:
     seed: int = 0
     threshold: float = 0.9
     exclude_last: int = 5
+    fallback_top: int = 3
 
     def __post_init__(self) -> None:
         if self.kind not in ("pairs", "straightforward"):
@@ -106,7 +107,9 @@ def fit_all(
     todo = [v for v in names if v not in have]
     if todo:
         logger.info("identifying value vectors for %s", ", ".join(todo))
-        rule = LayerRule(threshold=settings.threshold, exclude_last=settings.exclude_last)
+        rule = LayerRule(
+            threshold=settings.threshold, exclude_last=settings.exclude_last, fallback_top=settings.fallback_top
+        )
         fitted = identify(
             model, todo, kind=settings.kind, pooling=settings.pooling, input_format=settings.input_format,
             test_size=settings.test_size, C=settings.C, seed=settings.seed, rule=rule, progress=progress,

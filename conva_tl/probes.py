@@ -90,11 +90,16 @@ class LayerRule:
         exclude_last: never control the last N layers (they "organise the output
             words"; steering there hurts fluency).
         max_layers: keep at most this many, the most accurate first.
+        fallback_top: when no layer passes the threshold, control this many of
+            the most accurate allowed layers instead of none (0 = the paper's
+            strict rule). A small model's probes can fall just short of 0.9 on
+            held-out pairs; the authors' code used fixed layer ranges instead.
     """
 
     threshold: float = 0.9
     exclude_last: int = 5
     max_layers: int | None = None
+    fallback_top: int = 3
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold < 1.0:
@@ -105,6 +110,9 @@ class LayerRule:
     def select(self, accuracy: Sequence[float]) -> tuple[int, ...]:
         n_allowed = max(len(accuracy) - self.exclude_last, 0)
         chosen = [i for i in range(n_allowed) if accuracy[i] > self.threshold]
+        if not chosen and self.fallback_top > 0:
+            ranked = sorted(range(n_allowed), key=lambda i: (-accuracy[i], i))
+            chosen = sorted(ranked[: self.fallback_top])
         if self.max_layers is not None:
             chosen = sorted(sorted(chosen, key=lambda i: -accuracy[i])[: self.max_layers])
         return tuple(chosen)
@@ -296,11 +304,13 @@ def fit_probes(
         "layer_rule": rule.__dict__,
     }
     control = rule.select(acc.tolist())
-    if not control:
+    passing = [i for i in control if acc[i] > rule.threshold]
+    if not passing:
         logger.warning(
-            "%s: no layer passes accuracy > %.2f outside the last %d; nothing will be steered "
-            "(best layer %d at %.2f). Lower LayerRule.threshold or pick layers explicitly.",
+            "%s: no layer passes held-out accuracy > %.2f outside the last %d (best layer %d at %.2f); "
+            "%s. Lower LayerRule.threshold or pick layers explicitly.",
             value, rule.threshold, rule.exclude_last, int(acc.argmax()), float(acc.max()),
+            f"falling back to the {len(control)} most accurate layers {list(control)}" if control else "nothing will be steered",
         )
     pos, neg = torch.from_numpy(y == 1), torch.from_numpy(y == 0)
     mean_diff = (acts[:, pos].double().mean(1) - acts[:, neg].double().mean(1)).float()

@@ -29,7 +29,9 @@ def test_probes_separate_the_pairs_and_select_layers(fitted, embedded):
         vv = vectors[v]
         assert float(vv.accuracy.max()) >= 0.85, (v, vv.accuracy)
         assert all(layer < embedded.cfg.n_layers - 5 for layer in vv.control_layers)
-        assert all(float(vv.accuracy[layer]) > 0.9 for layer in vv.control_layers)
+        passing = [layer for layer in range(25) if float(vv.accuracy[layer]) > 0.9]
+        # the paper's rule, or (when no layer passes) the 3 most accurate allowed layers
+        assert list(vv.control_layers) == passing or (not passing and len(vv.control_layers) == 3)
     assert vectors["tradition"].control_layers, "tradition should have accurate layers"
 
 

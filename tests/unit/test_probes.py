@@ -58,6 +58,9 @@ def test_fit_probes_finds_the_signal_layers_and_direction():
 def test_layer_rule_excludes_last_layers_and_caps():
     acc = [0.95] * 10
     assert LayerRule(exclude_last=5).select(acc) == (0, 1, 2, 3, 4)
+    weak = [0.5, 0.8, 0.85, 0.7, 0.99, 0.99]
+    assert LayerRule(exclude_last=2, fallback_top=2).select(weak) == (1, 2)
+    assert LayerRule(exclude_last=2, fallback_top=0).select(weak) == ()
     assert LayerRule(threshold=0.9, exclude_last=0, max_layers=2).select([0.5, 0.99, 0.95, 0.97]) == (1, 3)
     with pytest.raises(ConvaError):
         LayerRule(threshold=1.5)
