@@ -84,3 +84,16 @@ def test_resume_reuses_matching_artifacts(fitted, embedded, monkeypatch):
     monkeypatch.setattr(pipeline, "identify", boom)
     again, _ = fit_all(embedded, out, VALUES, progress=False)
     assert all(torch.equal(again[v].w, vectors[v].w) for v in VALUES)
+
+
+def test_demo_reuses_artifacts_and_writes_its_report(fitted, embedded):
+    import io
+
+    from conva_tl.demo import run_demo
+
+    out, _, _ = fitted
+    stream = io.StringIO()
+    result = run_demo(out, model=embedded, values=VALUES, max_new_tokens=12, stream=stream)
+    text = stream.getvalue()
+    assert "best_layer" in text and "[tradition]" in text and "ConVA p0=" in text
+    assert len(result["answers"]) == 2 and (out / "report.md").is_file() and (out / "answers.jsonl").is_file()
