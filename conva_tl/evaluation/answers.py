@@ -1,0 +1,179 @@
+"""Stored answers: the fair trimming rule and the resumable ``answers.jsonl``.
+
+Every generated answer of an evaluation run is one flat JSON line in
+``out_dir/answers.jsonl`` (``pandas.read_json(path, lines=True)`` reads it),
+written and fsynced as soon as its batch finishes. A run that is killed and
+started again skips every ``(value, method, question id)`` already stored
+under the same settings, so nothing finished is generated twice.
+:mod:`conva_tl.evaluation.runner` writes the store; :mod:`.scoring` reads it.
+
+Post-processing (:func:`trim_answer`) is one rule for every method, unlike the
+authors' code (last-newline cut for ConVA, first line for CAA): strip
+whitespace; if the generation ran into ``max_new_tokens`` (its re-encoded
+length is within one token of the limit) and does not end a sentence, cut it
+after its last sentence end (``.``, ``!``, ``?`` not preceded by a digit,
+optionally followed by a closing quote or bracket, or a line break). Answers
+that stopped on their own, and answers without any sentence end, are kept
+whole. The raw generation is stored beside the trimmed one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from conva_tl.errors import DataError
+
+__all__ = ["TRIM_RULE", "trim_answer", "AnswerStore", "settings_hash", "answer_key"]
+
+logger = logging.getLogger(__name__)
+
+#: Recorded in every answer's settings, so a changed rule never mixes with old answers.
+TRIM_RULE = "last-sentence-end-v1"
+
+_CLOSED = re.compile(r"(?<![0-9])[.!?][\"'\u201d\u2019)\]*]*$")
+_SENTENCE_END = re.compile(r"(?<![0-9])[.!?][\"'\u201d\u2019)\]*]*(?=\s|$)|\n")
+
+
+def trim_answer(text: str, *, hit_limit: bool = True) -> str:
+    """Cut an answer that ran into the token limit after its last complete sentence.
+
+    Args:
+        text: the generated answer.
+        hit_limit: the generation stopped at ``max_new_tokens``; ``False``
+            (it ended on its own) only strips whitespace.
+
+    Example:
+        >>> trim_answer("Keep the savings. A fund is a safety net. But if you")
+        'Keep the savings. A fund is a safety net.'
+        >>> trim_answer("1. Save.\\n2.")
+        '1. Save.'
+    """
+    text = text.strip()
+    if not hit_limit or not text or _CLOSED.search(text):
+        return text
+    ends = list(_SENTENCE_END.finditer(text))
+    if not ends:
+        return text
+    trimmed = text[: ends[-1].end()].rstrip()
+    return trimmed if trimmed else text
+
+
+def settings_hash(settings: Mapping[str, Any]) -> str:
+    """Short sha256 of a JSON-serialisable settings dict (key order ignored)."""
+    blob = json.dumps(dict(settings), sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def answer_key(value: str, method: str, qid: str, settings_id: str) -> tuple[str, str, str, str]:
+    """The identity of one stored answer."""
+    return (value, method, qid, settings_id)
+
+
+class AnswerStore:
+    """Append-only JSONL of answer records, resumable after a kill.
+
+    Each record holds at least ``value``, ``method``, ``qid``, ``question``,
+    ``answer`` (trimmed), ``raw_answer``, ``settings`` and ``settings_id``
+    (:func:`settings_hash` of ``settings``). A truncated last line (a kill
+    during a write) is dropped and cut from the file; any other malformed line
+    is an error naming the line.
+
+    Args:
+        path: the JSONL file (created with its folder on the first write).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._records: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        if self.path.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        chunks: list[tuple[int, int, bytes, bool]] = []  # (line number, offset, text, has newline)
+        pos = 0
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            end = len(data) if nl == -1 else nl + 1
+            chunks.append((len(chunks) + 1, pos, data[pos:end].rstrip(b"\n"), nl != -1))
+            pos = end
+        last = max((i for i, c in enumerate(chunks) if c[2].strip()), default=-1)
+        for i, (lineno, start, line, has_newline) in enumerate(chunks):
+            if not line.strip():
+                continue
+            record = _parse(line) if has_newline else None
+            if record is None:
+                if i == last:
+                    logger.warning(
+                        "%s:%d: dropping a truncated last line (an interrupted write?)",
+                        self.path,
+                        lineno,
+                    )
+                    with self.path.open("r+b") as fh:
+                        fh.truncate(start)
+                    return
+                raise DataError(
+                    f"{self.path}:{lineno}: not an answer record; the file is corrupt: "
+                    "move it away (or use another --out) to start afresh"
+                )
+            key = answer_key(
+                record["value"], record["method"], record["qid"], record["settings_id"]
+            )
+            self._records[key] = record
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._records
+
+    def get(self, key: tuple[str, str, str, str]) -> dict[str, Any] | None:
+        """The record stored under ``key``, or ``None``."""
+        return self._records.get(key)
+
+    def records(self) -> list[dict[str, Any]]:
+        """All records, in stored order."""
+        return list(self._records.values())
+
+    def extend(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append records: one write and one fsync for the whole batch."""
+        rows = [dict(r) for r in records]
+        if not rows:
+            return
+        for r in rows:
+            missing = {"value", "method", "qid", "settings_id"} - set(r)
+            if missing:
+                raise DataError(f"answer record lacks {sorted(missing)}: {str(r)[:80]}")
+        payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        for r in rows:
+            self._records[answer_key(r["value"], r["method"], r["qid"], r["settings_id"])] = r
+
+    def __repr__(self) -> str:
+        return f"AnswerStore({str(self.path)!r}, {len(self)} answers)"
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    needed = ("value", "method", "qid", "settings_id")
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in needed):
+        return None
+    return record

@@ -1,0 +1,167 @@
+"""Scoring stored answers: judge labels (CSR, FR) and judge-free measures.
+
+:func:`score_answers` turns the answer records of
+:mod:`conva_tl.evaluation.runner` into one row per answer; :func:`aggregate`
+turns those into one row per value x method (``results.csv``).
+
+* With a :class:`conva_tl.judge.Judge`: CSR (paper Appx. D) and FR (Appx. E)
+  labels for every answer. The judge caches every raw reply, so scoring a
+  finished run again sends no request. CSR and FR are the share of Yes/True
+  among the *parseable* labels; replies without a decisive label are counted
+  (``csr_unparsed``, ``fr_unparsed``) and left out of the denominator.
+* Always, with or without a judge: the value probe's reading of the answer
+  (``p_v``: the answer re-encoded as raw text, the residual stream at the
+  value's best layer pooled as the probe was fitted, then P_V = sigmoid(w.e + b)
+  as in :meth:`conva_tl.probes.ValueVectors.predict_proba`; the logit w.e + b is
+  reported too, since P_V saturates for unregularised probes), its length in
+  words, and the distinct-word ratio (unique / total lower-case words), a
+  repetition proxy for fluency. These need no API and are comparable across
+  methods because every method is read with the same (pairs) probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from conva_tl.activations import cache_resid_post
+from conva_tl.judge import JudgeItem
+from conva_tl.probes import ValueVectors
+
+__all__ = [
+    "answer_stats",
+    "probe_readings",
+    "judge_labels",
+    "score_answers",
+    "aggregate",
+    "JUDGE_COLUMNS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Columns of :func:`aggregate` that only a judge can fill.
+JUDGE_COLUMNS = ("csr", "fr", "csr_unparsed", "fr_unparsed")
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def answer_stats(text: str) -> tuple[int, float]:
+    """``(number of words, distinct-word ratio)``; the ratio is NaN for an empty answer."""
+    words = _WORD.findall(text.lower())
+    return len(words), (len(set(words)) / len(words) if words else float("nan"))
+
+
+def probe_readings(
+    model: Any,
+    records: Sequence[dict[str, Any]],
+    vectors: dict[str, ValueVectors],
+    *,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Probe logit w.e + b of each answer at its value's best layer (NaN: empty answer or no vectors).
+
+    P_V is its sigmoid. The logit is kept because probes fitted without
+    regularisation to speak of saturate: P_V of every answer can read 0.9999.
+    """
+    out = np.full(len(records), np.nan)
+    by_value: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        if r["value"] in vectors and r["answer"].strip():
+            by_value.setdefault(r["value"], []).append(i)
+    for value, idx in by_value.items():
+        vv = vectors[value]
+        layer = vv.best_layer
+        acts = cache_resid_post(
+            model,
+            [records[i]["answer"] for i in idx],
+            layers=[layer],
+            pooling=str(vv.metadata.get("pooling", "last")),
+            input_format="raw",
+            batch_size=batch_size,
+        )
+        out[idx] = (acts[0] @ vv.w[layer].float() + vv.b[layer].float()).numpy()
+    return out
+
+
+def judge_labels(
+    judge: Any, records: Sequence[dict[str, Any]]
+) -> tuple[list[bool | None], list[bool | None]]:
+    """CSR and FR labels for every record (the judge's cache makes reruns free).
+
+    The CSR prompt gets the original dilemma question, never the role-play or ICA
+    rewrite a method put in front of it.
+    """
+    items = [JudgeItem(r["value"], r["question"], r["answer"]) for r in records]
+    if not items:
+        return [], []
+    csr = judge.judge_many("csr", items)
+    fr = judge.judge_many("fr", items)
+    return [v.label for v in csr], [v.label for v in fr]
+
+
+def _as_float(labels: Sequence[bool | None]) -> list[float]:
+    return [float("nan") if x is None else float(x) for x in labels]
+
+
+def score_answers(
+    model: Any,
+    records: Sequence[dict[str, Any]],
+    *,
+    vectors: dict[str, ValueVectors],
+    judge: Any = None,
+) -> pd.DataFrame:
+    """One row per answer: ids, judge labels (1/0/NaN, if judged) and judge-free measures."""
+    stats = [answer_stats(r["answer"]) for r in records]
+    logits = probe_readings(model, records, vectors) if records else np.zeros(0)
+    df = pd.DataFrame(
+        {
+            "value": [r["value"] for r in records],
+            "method": [r["method"] for r in records],
+            "qid": [r["qid"] for r in records],
+            "probe_logit": logits,
+            "p_v": 1.0 / (1.0 + np.exp(-logits)),
+            "words": [s[0] for s in stats],
+            "distinct": [s[1] for s in stats],
+        }
+    )
+    if judge is not None:
+        csr, fr = judge_labels(judge, records)
+        df["csr"], df["fr"] = _as_float(csr), _as_float(fr)
+    return df
+
+
+def aggregate(
+    scores: pd.DataFrame, *, values: Sequence[str], methods: Sequence[str]
+) -> pd.DataFrame:
+    """One row per value x method, in the given order.
+
+    Columns: ``n``; with a judge ``csr``, ``fr`` (shares among parseable labels)
+    and ``csr_unparsed``, ``fr_unparsed`` (counts); always ``p_v`` (mean probe
+    reading), ``p_v_pos`` (share of answers with P_V > 0.5), ``probe_logit``,
+    ``words`` and ``distinct`` (means).
+    """
+    judged = "csr" in scores.columns
+    rows = []
+    for v in values:
+        for m in methods:
+            g = scores[(scores["value"] == v) & (scores["method"] == m)]
+            row: dict[str, Any] = {"value": v, "method": m, "n": len(g)}
+            if judged:
+                for col in ("csr", "fr"):
+                    row[col] = float(g[col].mean()) if g[col].notna().any() else float("nan")
+                    row[f"{col}_unparsed"] = int(g[col].isna().sum())
+            pv = g["p_v"].dropna()
+            row["p_v"] = float(pv.mean()) if len(pv) else float("nan")
+            row["p_v_pos"] = float((pv > 0.5).mean()) if len(pv) else float("nan")
+            row["probe_logit"] = float(g["probe_logit"].mean()) if len(pv) else float("nan")
+            row["words"] = float(g["words"].mean()) if len(g) else float("nan")
+            row["distinct"] = (
+                float(g["distinct"].mean()) if g["distinct"].notna().any() else float("nan")
+            )
+            rows.append(row)
+    return pd.DataFrame(rows)
