@@ -2,8 +2,35 @@
 
 :mod:`~conva_tl.analysis.context_words` reproduces the paper's frequent context
 word analysis (Sec. 3.1, Tab. 2) and scores how much a contrast pair shares.
+:mod:`~conva_tl.analysis.logit_lens` decodes value vectors through the
+unembedding (Sec. 3.1, Tab. 3). :mod:`~conva_tl.analysis.structure` compares
+the value vectors with each other and with Schwartz's circumplex (Sec. 4.5,
+Fig. 5, Appx. F). :mod:`~conva_tl.analysis.ablations` runs the ablation sweeps
+(P0, control layers, gate threshold, training-set size, data, pooling, input
+format, control mode) with the judge-free measures of
+:mod:`~conva_tl.analysis.measures`.
 """
 
+from conva_tl.analysis.ablations import (
+    GateSweep,
+    SweepContext,
+    SweepResult,
+    fit_layer_probes,
+    gate_sweep,
+    heldout_split,
+    layer_accuracy,
+    layer_ranges,
+    layer_settings,
+    measure_method,
+    prepare_context,
+    run_settings,
+    sample_unrelated,
+    sweep_control_mode,
+    sweep_layers,
+    sweep_p0,
+    train_size_sweep,
+    transfer_table,
+)
 from conva_tl.analysis.context_words import (
     KINDS,
     STOPWORDS,
@@ -20,6 +47,31 @@ from conva_tl.analysis.context_words import (
     text_overlap,
     tokenize,
     value_word_forms,
+)
+from conva_tl.analysis.logit_lens import (
+    decode_vectors,
+    direction_of,
+    final_norm_gain,
+    format_logit_lens,
+    render_token,
+    unembed_directions,
+)
+from conva_tl.analysis.measures import (
+    answer_nll,
+    answer_probe_readings,
+    distinct_n,
+    eps_summary,
+    kl_to_base,
+    pooled_perplexity,
+)
+from conva_tl.analysis.structure import (
+    GROWTH_VALUES,
+    circumplex_order,
+    circumplex_test,
+    cosine_matrices,
+    mds_embedding,
+    procrustes_to_circle,
+    structure_by_layer,
 )
 
 __all__ = [
@@ -38,4 +90,41 @@ __all__ = [
     "text_overlap",
     "tokenize",
     "value_word_forms",
+    "decode_vectors",
+    "direction_of",
+    "final_norm_gain",
+    "format_logit_lens",
+    "render_token",
+    "unembed_directions",
+    "GROWTH_VALUES",
+    "circumplex_order",
+    "circumplex_test",
+    "cosine_matrices",
+    "mds_embedding",
+    "procrustes_to_circle",
+    "structure_by_layer",
+    "GateSweep",
+    "SweepContext",
+    "SweepResult",
+    "fit_layer_probes",
+    "gate_sweep",
+    "heldout_split",
+    "layer_accuracy",
+    "layer_ranges",
+    "layer_settings",
+    "measure_method",
+    "prepare_context",
+    "run_settings",
+    "sample_unrelated",
+    "sweep_control_mode",
+    "sweep_layers",
+    "sweep_p0",
+    "train_size_sweep",
+    "transfer_table",
+    "answer_nll",
+    "answer_probe_readings",
+    "distinct_n",
+    "eps_summary",
+    "kl_to_base",
+    "pooled_perplexity",
 ]
