@@ -156,6 +156,7 @@ def tiny_folder(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_scripts_fit_missing_vectors_then_reuse_them(tiny_folder, tmp_path, capsys):
     vectors = tmp_path / "vectors"
     common = ["--model", tiny_folder, "--vectors", vectors, "--values", *VALUES3]
