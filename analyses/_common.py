@@ -312,10 +312,10 @@ STEERING_METRICS = (("logit_v", "probe logit of answers (higher = aligned)"),
                     ("kl_unrelated", "KL(base||steered), unrelated prompts"),
                     ("ppl", "answer perplexity under base (lower = fluent)"),
                     ("distinct2", "distinct-2 ratio (1 = no repeats)"))
-EPS_COLUMNS = ("moved", "eps_abs", "eps_abs_generated", "p_before")
+EPS_COLUMNS = ("moved", "eps_abs", "eps_abs_generated", "p_before", "saturated")
 EPS_NOTE = ("control applied (from the generation trace): moved = share of (token, layer) cells shifted; "
             "eps_abs = mean |eps| over all cells; eps_abs_generated = over generated tokens; "
-            "p_before = mean P_V before control")
+            "p_before = mean P_V before control; saturated = share of cells with P_V < 0.01 or > 0.99 before control")
 JUDGE_METRICS = (("csr", "control success rate (CSR)"), ("fr", "fluency rate (FR)"))
 
 

@@ -27,7 +27,7 @@ from conva_tl.methods import Base, ConVA
 from conva_tl.pipeline import DEFAULT_P0
 
 NAME = "control_mode"
-EPS = ("eps_abs", "eps_abs_prompt", "eps_abs_generated", "moved", "p_before")
+EPS = ("eps_abs", "eps_abs_prompt", "eps_abs_generated", "moved", "p_before", "saturated")
 
 
 def run(args) -> int:

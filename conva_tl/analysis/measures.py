@@ -194,12 +194,16 @@ def eps_summary(trace: pd.DataFrame) -> dict[str, float]:
         closed gate count with eps = 0);
         ``eps_abs_prompt`` / ``eps_abs_generated`` the same over prompt tokens
         (step 0) and generated tokens (later steps); ``moved`` the share of
-        cells with eps != 0; ``p_before`` the mean P_V before control.
+        cells with eps != 0; ``p_before`` the mean P_V before control;
+        ``saturated`` the share of cells whose P_V before control is below 0.01
+        or above 0.99 (where P0 in 0.6-0.99 changes little: a saturated probe
+        makes eps depend on the distance to the boundary, not on P0).
         NaN where the trace has no such cells.
     """
     if trace.empty:
         nan = float("nan")
-        return {"eps_abs": nan, "eps_abs_prompt": nan, "eps_abs_generated": nan, "moved": nan, "p_before": nan}
+        return {"eps_abs": nan, "eps_abs_prompt": nan, "eps_abs_generated": nan, "moved": nan, "p_before": nan,
+                "saturated": nan}
     eps = trace["eps"].abs()
     prompt = trace["step"] == 0
 
@@ -212,4 +216,5 @@ def eps_summary(trace: pd.DataFrame) -> dict[str, float]:
         "eps_abs_generated": mean(eps[~prompt]),
         "moved": mean((eps > 0).astype(float)),
         "p_before": mean(trace["p_before"]),
+        "saturated": mean(((trace["p_before"] < 0.01) | (trace["p_before"] > 0.99)).astype(float)),
     }

@@ -105,7 +105,8 @@ def test_eps_summary():
     s = eps_summary(trace)
     assert s["eps_abs"] == pytest.approx(0.75) and s["eps_abs_prompt"] == pytest.approx(1.0)
     assert s["eps_abs_generated"] == pytest.approx(0.5) and s["moved"] == pytest.approx(0.5)
-    assert s["p_before"] == pytest.approx(0.55)
+    assert s["p_before"] == pytest.approx(0.55) and s["saturated"] == 0.0
+    assert eps_summary(trace.assign(p_before=[0.001, 0.5, 0.999, 0.5]))["saturated"] == 0.5
     assert all(math.isnan(x) for x in eps_summary(trace.iloc[0:0]).values())
 
 
