@@ -155,6 +155,8 @@ def run_worker(
         raise RuntimeError(f"benchmark worker {' '.join(cmd[1:])} failed (exit {proc.returncode})")
     result = json.loads(lines[-1][len(RESULT_TAG) :])
     result["process_wall_s"] = round(wall, 2)
+    # 1-minute load average when the measurement ended: > cpu_count means contention
+    result["load"] = (result.get("env", {}).get("loadavg") or [None])[0]
     return result
 
 

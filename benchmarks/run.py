@@ -75,6 +75,7 @@ def bench_load(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ("wrap_s", "boot/wrap s", ".2f"),
             ("rss_peak_mb", "peak RSS MiB", ".0f"),
             ("ru_maxrss_mb", "ru_maxrss MiB", ".0f"),
+            ("load", "load avg 1m", ".1f"),
         ],
     )
     print(
@@ -150,6 +151,7 @@ def bench_identify(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ("total_s", "total s", ".1f"),
             ("rss_peak_mb", "peak RSS MiB", ".0f"),
             ("ru_maxrss_mb", "ru_maxrss MiB", ".0f"),
+            ("load", "load avg 1m", ".1f"),
         ],
     )
     print_table(
@@ -162,6 +164,7 @@ def bench_identify(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ("extrapolated_s", f"all {n_all} s (extrapolated)", ".0f"),
             ("extrapolated_to_run_s", f"{bridge['texts']} texts s (extrapolated)", ".0f"),
             ("rss_peak_mb", "peak RSS MiB", ".0f"),
+            ("load", "load avg 1m", ".1f"),
         ],
     )
     print_table(
@@ -185,10 +188,22 @@ def bench_identify(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
 
+def _most_controlled(vectors: Path) -> str | None:
+    """The value with the most control layers: the most hooks, the hardest case for ConVA."""
+    from conva_tl.artifacts import load_vectors
+
+    if not (vectors / "manifest.json").is_file():
+        return None
+    found = load_vectors(vectors)
+    return max(found, key=lambda v: len(found[v].control_layers), default=None)
+
+
 def bench_generate(args: argparse.Namespace, work: Path, vectors: Path | None) -> dict[str, Any]:
     """Tokens/s: HF generate vs the toolkit's loop (bridge, fast), unsteered vs ConVA."""
     dev = ["--device", args.device]
-    if vectors is None or not (vectors / "benevolence.safetensors").is_file():
+    value = _most_controlled(vectors) if vectors is not None else None
+    if value is None:
+        value = "benevolence"
         vectors = work / "vectors_generate"
         run_worker(
             "identify",
@@ -196,7 +211,7 @@ def bench_generate(args: argparse.Namespace, work: Path, vectors: Path | None) -
                 "--path",
                 "fast",
                 "--values",
-                "benevolence",
+                value,
                 "--n-pairs",
                 "40",
                 "--save",
@@ -220,7 +235,7 @@ def bench_generate(args: argparse.Namespace, work: Path, vectors: Path | None) -
                     "--vectors",
                     str(vectors),
                     "--value",
-                    "benevolence",
+                    value,
                     "--max-new-tokens",
                     n_new,
                     "--repeats",
@@ -241,6 +256,7 @@ def bench_generate(args: argparse.Namespace, work: Path, vectors: Path | None) -
                     "conva_over_unsteered": r["steered_over_unsteered"],
                     "conva_over_hf": r["steered_over_hf"],
                     "unsteered_over_hf": r["unsteered_over_hf"],
+                    "value": value,
                     "n_control_layers": len(r["control_layers"]),
                     "rss_after_load_mb": r["rss_after_load_mb"],
                     "ru_maxrss_mb": r["ru_maxrss_mb"],
@@ -261,6 +277,7 @@ def bench_generate(args: argparse.Namespace, work: Path, vectors: Path | None) -
             ("unsteered_over_hf", "unsteered/HF", ".3f"),
             ("n_control_layers", "ctrl layers", ""),
             ("ru_maxrss_mb", "ru_maxrss MiB", ".0f"),
+            ("load", "load avg 1m", ".1f"),
         ],
     )
     print("   bridge rows: HF generate ran on a second, unbridged copy in the same process.")

@@ -29,7 +29,10 @@ CELL_TIMEOUT_S = 1800  # per cell; the slowest (fitting ten values) takes minute
 def _execute(nb: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
     km = KernelManager(kernel_name=KERNEL)
     client = NotebookClient(
-        nb, km=km, timeout=CELL_TIMEOUT_S, allow_errors=False,
+        nb,
+        km=km,
+        timeout=CELL_TIMEOUT_S,
+        allow_errors=False,
         resources={"metadata": {"path": str(cwd)}},
     )
     return client.execute()
@@ -39,7 +42,9 @@ def test_kernel_is_this_interpreter():
     nb = new_notebook(cells=[new_code_cell("import sys, conva_tl\nprint(sys.prefix)")])
     out = _execute(nb, NOTEBOOKS)
     printed = "".join(
-        o.get("text", "") for o in out.cells[0].outputs if o.output_type == "stream" and o.get("name") == "stdout"
+        o.get("text", "")
+        for o in out.cells[0].outputs
+        if o.output_type == "stream" and o.get("name") == "stdout"
     ).strip()
     assert Path(printed).resolve() == Path(sys.prefix).resolve(), (
         f"kernel {KERNEL!r} runs in {printed!r}, not in this venv ({sys.prefix}); "
@@ -52,7 +57,13 @@ def test_kernel_is_this_interpreter():
 def test_notebook_runs_top_to_bottom(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     executed = _execute(nb, NOTEBOOKS)  # raises CellExecutionError on the first failing cell
-    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    errors = [
+        o
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
     assert not errors
 
 
@@ -61,8 +72,12 @@ def test_committed_notebook_is_clean_and_laid_out(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks with outputs cleared"
+    assert all(not c.outputs and c.execution_count is None for c in code), (
+        "commit notebooks with outputs cleared"
+    )
     assert nb.cells[0].cell_type == "code" and "Set-up" in nb.cells[0].source
     assert nb.cells[1].cell_type == "code" and "DEVICE" in nb.cells[1].source
     assert "Learning objectives" in nb.cells[2].source
-    assert any("Check cell" in c.source for c in code), "each notebook has an exercise with a check cell"
+    assert any("Check cell" in c.source for c in code), (
+        "each notebook has an exercise with a check cell"
+    )
