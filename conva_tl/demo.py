@@ -16,7 +16,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, runtime_checkable
 
 from conva_tl.datasets import load_questions
 from conva_tl.generate import GenerationConfig, generate
@@ -30,6 +30,15 @@ __all__ = ["run_demo"]
 logger = logging.getLogger(__name__)
 
 
+@runtime_checkable
+class TextSink(Protocol):
+    """Where the demo prints: ``sys.stdout``, an open text file, ``io.StringIO``."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 def run_demo(
     out_dir: str | Path = "out/demo",
     *,
@@ -38,9 +47,10 @@ def run_demo(
     p0: float = DEFAULT_P0,
     max_new_tokens: int = 60,
     question_index: int = 0,
-    stream: TextIO = sys.stdout,
+    stream: TextSink | None = None,
 ) -> dict[str, Any]:
-    """Run the demo; returns the summary table and the answers."""
+    """Run the demo; returns the summary table and the answers (prints to ``stream``, default stdout)."""
+    stream = stream if stream is not None else sys.stdout
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = lambda s="": print(s, file=stream, flush=True)  # noqa: E731 - the demo's own output
