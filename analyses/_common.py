@@ -42,6 +42,7 @@ from conva_tl.gate import fit_gates  # noqa: E402
 from conva_tl.generate import GenerationConfig  # noqa: E402
 from conva_tl.model import model_info  # noqa: E402
 from conva_tl.pipeline import FitSettings, fit_all  # noqa: E402
+from conva_tl.probes import DEFAULT_C  # noqa: E402
 from conva_tl.values import canonical_value  # noqa: E402
 
 #: Two values the embedded model's default rule (accuracy > 0.9, last 5 excluded) controls at many layers
@@ -351,7 +352,8 @@ def probe_options(p: argparse.ArgumentParser, *, layer_step: int) -> None:
     g.add_argument("--layer-step", type=int, default=layer_step, help=f"default: {layer_step}")
     g.add_argument("--test-size", type=float, default=0.2, help="held-out share of pairs (default: 0.2, as conva fit)")
     g.add_argument("--seed", type=int, default=0, help="split seed (default: 0, as conva fit)")
-    g.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the probes (default: 1.0)")
+    g.add_argument("--C", type=float, default=DEFAULT_C,
+                   help=f"inverse L2 strength of the probes (default: {DEFAULT_C}, as conva fit)")
     g.add_argument("--cache", type=Path, default=Path("out/ablations/_activations"),
                    help="activation cache shared by the ablation scripts (default: out/ablations/_activations; "
                    "'none' to disable)")

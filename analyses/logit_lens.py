@@ -17,40 +17,17 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from conva_tl.analysis import decode_vectors, format_logit_lens
-from conva_tl.artifacts import load_vectors
 from conva_tl.errors import ConvaError
 from conva_tl.model import load_model
-from conva_tl.pipeline import fit_all
-from conva_tl.probes import ValueVectors
-from conva_tl.values import VALUES, canonical_value
-
-
-def load_or_fit(model: Any, folder: Path, values: Sequence[str]) -> dict[str, ValueVectors]:
-    """Vectors for ``values`` from ``folder``; fit (and save) only those it lacks.
-
-    Unlike ``fit_all(resume=True)``, vectors fitted with other settings are
-    used as they are, never refitted over.
-    """
-    names = [canonical_value(v) for v in values]
-    manifest = folder / "manifest.json"
-    have = json.loads(manifest.read_text()).get("values", []) if manifest.is_file() else []
-    missing = [v for v in names if v not in have]
-    if missing:
-        print(
-            f"{folder} has no vectors for {', '.join(missing)}: fitting them (minutes on a CPU) ..."
-        )
-        fit_all(model, folder, missing, gates=False)
-    return load_vectors(folder, names, model=model)
+from conva_tl.pipeline import load_or_fit
+from conva_tl.values import VALUES
 
 
 def default_layers(n_layers: int) -> list[int]:

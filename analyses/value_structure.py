@@ -28,9 +28,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -46,10 +44,9 @@ from conva_tl.analysis import (  # noqa: E402
     structure_by_layer,
 )
 from conva_tl.analysis.structure import circumplex_order  # noqa: E402
-from conva_tl.artifacts import load_vectors  # noqa: E402
 from conva_tl.errors import ConvaError  # noqa: E402
 from conva_tl.model import load_model  # noqa: E402
-from conva_tl.pipeline import fit_all  # noqa: E402
+from conva_tl.pipeline import load_or_fit  # noqa: E402
 from conva_tl.plotting import (  # noqa: E402
     plot_accuracy_curves,
     plot_cosine_grid,
@@ -57,27 +54,7 @@ from conva_tl.plotting import (  # noqa: E402
     plot_mds,
     plot_structure_by_layer,
 )
-from conva_tl.probes import ValueVectors  # noqa: E402
-from conva_tl.values import VALUES, canonical_value  # noqa: E402
-
-
-def load_or_fit(model: Any, folder: Path, values: Sequence[str]) -> dict[str, ValueVectors]:
-    """Vectors for ``values`` from ``folder``; fit (and save) only those it lacks.
-
-    Unlike ``fit_all(resume=True)``, vectors fitted with other settings are
-    used as they are, never refitted over.
-    """
-    names = [canonical_value(v) for v in values]
-    manifest = folder / "manifest.json"
-    have = json.loads(manifest.read_text()).get("values", []) if manifest.is_file() else []
-    missing = [v for v in names if v not in have]
-    if missing:
-        print(
-            f"{folder} has no vectors for {', '.join(missing)}: fitting them (minutes on a CPU) ..."
-        )
-        fit_all(model, folder, missing, gates=False)
-    return load_vectors(folder, names, model=model)
-
+from conva_tl.values import VALUES  # noqa: E402
 
 SHOWN = [
     "statistic",

@@ -4,9 +4,17 @@ Importing the package loads no model and patches nothing; ``load_model`` boots
 a ``TransformerBridge`` when called.
 """
 
+from conva_tl._version import __version__
 from conva_tl.activations import cache_resid_post
 from conva_tl.artifacts import load_gates, load_vectors, save_gates, save_vectors
-from conva_tl.datasets import contrast_set, load_mc, load_pairs, load_questions, load_straightforward, load_unrelated
+from conva_tl.datasets import (
+    contrast_set,
+    load_mc,
+    load_pairs,
+    load_questions,
+    load_straightforward,
+    load_unrelated,
+)
 from conva_tl.errors import ArtifactError, ConvaError, DataError, HookError, ModelLoadError
 from conva_tl.gate import ActivationGate, CallableGate, fit_gate, fit_gates
 from conva_tl.generate import GenerationConfig, generate
@@ -18,9 +26,8 @@ from conva_tl.pipeline import FitSettings, fit_all, make_method, summary_table
 from conva_tl.probes import LayerRule, LinearProbe, ValueVectors, fit_probes
 from conva_tl.values import VALUES, canonical_value, get_value
 
-from conva_tl._version import __version__
-
 __all__ = [
+    "__version__",
     "VALUES", "canonical_value", "get_value",
     "load_model", "load_hf_model",
     "cache_resid_post", "hook_name", "resid_post_name", "hooked",

@@ -11,6 +11,8 @@ order.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -112,12 +114,12 @@ def cache_resid_post(
         idx = order[start : start + batch_size]
         batch = tokenize_batch(model.tokenizer, [formatted[i] for i in idx]).to(device)
         rows = torch.tensor(idx)
-
-        def save(resid: Tensor, hook: Any, *, layer: int) -> None:
-            out[slot[layer], rows] = pool(resid, batch.attention_mask, pooling).float().cpu()
-
+        save = functools.partial(
+            _save_pooled, out=out, slot=slot, rows=rows, mask=batch.attention_mask, pooling=pooling,
+            last=layer_list[-1],
+        )
         fwd = [(resid_post_name(layer), _bind(save, layer)) for layer in layer_list]
-        with hooked(model, fwd):
+        with hooked(model, fwd), contextlib.suppress(_Done):
             model(
                 batch.input_ids,
                 attention_mask=batch.attention_mask,
@@ -125,6 +127,24 @@ def cache_resid_post(
                 stop_at_layer=layer_list[-1] + 1,
             )
     return out
+
+
+def _save_pooled(
+    resid: Tensor, hook: Any, *, layer: int, out: Tensor, slot: dict[int, int], rows: Tensor,
+    mask: Tensor, pooling: str, last: int,
+) -> None:
+    out[slot[layer], rows] = pool(resid, mask, pooling).float().cpu()
+    if layer == last:
+        raise _Done  # nothing deeper is needed (not even the unembedding)
+
+
+class _Done(Exception):
+    """Raised by the deepest hook: the rest of the forward pass is skipped.
+
+    ``stop_at_layer`` alone is not enough when the last block is requested:
+    the bridge then still runs the final norm and the 49k-token unembedding,
+    a fifth of the cost of caching all layers of the embedded model.
+    """
 
 
 def _bind(fn: Any, layer: int) -> Any:

@@ -29,7 +29,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device)
     settings = FitSettings(
         kind=args.kind, pooling=args.pooling, input_format=args.input_format, threshold=args.threshold,
-        exclude_last=args.exclude_last, fallback_top=args.fallback_top, C=args.C, seed=args.seed,
+        exclude_last=args.exclude_last, fallback_top=args.fallback_top, C=args.C,
+        standardize=not args.raw_scale, seed=args.seed,
     )
     _, _ = fit_all(model, args.vectors, args.values or _all(), settings=settings, resume=not args.no_resume)
     import pandas as pd
@@ -72,6 +73,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0, METHODS
+    from conva_tl.probes import DEFAULT_C
 
     parser = argparse.ArgumentParser(prog="conva", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -86,7 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.9, help="accuracy a control layer must exceed")
     p.add_argument("--exclude-last", type=int, default=5, help="never control the last N layers")
     p.add_argument("--fallback-top", type=int, default=3, help="if no layer passes, control the N most accurate (0 = none)")
-    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the probes")
+    p.add_argument("--C", type=float, default=DEFAULT_C,
+                   help=f"inverse L2 strength of the probes (default: {DEFAULT_C}; the authors' code: 1.0 with --raw-scale)")
+    p.add_argument("--raw-scale", action="store_true",
+                   help="fit the probes on raw activations instead of standardized ones (the authors' code)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="refit even if matching artifacts exist")
     p.set_defaults(func=_cmd_fit)

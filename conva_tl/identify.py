@@ -20,7 +20,7 @@ from conva_tl.activations import cache_resid_post
 from conva_tl.datasets import ContrastSet, contrast_set
 from conva_tl.hooks import resid_post_name
 from conva_tl.model import model_info
-from conva_tl.probes import LayerRule, ValueVectors, fit_probes
+from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, ValueVectors, fit_probes
 from conva_tl.values import VALUES, canonical_value
 
 __all__ = ["identify", "identify_one"]
@@ -39,8 +39,8 @@ def identify(
     layers: Sequence[int] | None = None,
     test_size: float = 0.2,
     k_folds: int | None = None,
-    C: float = 1.0,
-    standardize: bool = False,
+    C: float = DEFAULT_C,
+    standardize: bool = DEFAULT_STANDARDIZE,
     seed: int = 0,
     rule: LayerRule | None = None,
     batch_size: int = 32,

@@ -24,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 
-
 from conva_tl.errors import ConvaError
 from conva_tl.gate import ActivationGate, TextGate, gate_hook
 from conva_tl.generate import GenerationContext

@@ -58,7 +58,7 @@ from conva_tl.evaluation.scoring import judge_labels
 from conva_tl.gate import ActivationGate
 from conva_tl.generate import GenerationConfig, generate
 from conva_tl.methods import Base, ConVA
-from conva_tl.probes import LayerRule, LinearProbe, ValueVectors
+from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, LinearProbe, ValueVectors
 from conva_tl.values import canonical_value
 
 __all__ = [
@@ -468,7 +468,7 @@ def fit_layer_probes(
     labels: Sequence[int] | np.ndarray,
     idx: Sequence[int] | np.ndarray,
     *,
-    C: float = 1.0,
+    C: float = DEFAULT_C,
 ) -> tuple[Float[Tensor, "layer d_model"], Float[Tensor, " layer"]]:
     """One :class:`LinearProbe` per layer on the rows ``idx``: ``(w, b)``."""
     y = np.asarray(labels)[np.asarray(idx)]
@@ -476,7 +476,7 @@ def fit_layer_probes(
     w = torch.zeros(acts.shape[0], acts.shape[2])
     b = torch.zeros(acts.shape[0])
     for layer in range(acts.shape[0]):
-        probe = LinearProbe(C=C).fit(X_all[layer], y)
+        probe = LinearProbe(C=C, standardize=DEFAULT_STANDARDIZE).fit(X_all[layer], y)
         w[layer] = torch.from_numpy(probe.coef_).float()
         b[layer] = float(probe.intercept_)
     return w, b
@@ -506,7 +506,7 @@ def train_size_sweep(
     repeats: int = 1,
     test_size: float = 0.2,
     seed: int = 0,
-    C: float = 1.0,
+    C: float = DEFAULT_C,
     layers: Sequence[int] | None = None,
     released_w: Float[Tensor, "layer d_model"] | None = None,
 ) -> pd.DataFrame:
@@ -561,7 +561,7 @@ def transfer_table(
     *,
     test_size: float = 0.2,
     seed: int = 0,
-    C: float = 1.0,
+    C: float = DEFAULT_C,
     layers: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Train on each dataset's training split, test on every dataset's test split.

@@ -162,3 +162,15 @@ def test_ablate_control_mode(vectors_dir, tmp_path, capsys):
     assert (df.loc[["per_token", "per_prompt"], "moved"] > 0).all()
     assert "eps_abs" in text
     assert_figure(out / "control_mode.png")
+
+
+def test_ablate_calibration(vectors_dir, tmp_path, capsys):
+    out, text = run("calibration", ["--pairs", "12", "--layers", "6", "14", "--Cs", "1", "0.03", "--folds", "3",
+                                    "--cache", tmp_path / "cache"], tmp_path, vectors_dir, capsys)
+    df = pd.read_csv(out / "calibration.csv")
+    assert len(df) == 2 * 2 and set(df.C) == {1.0, 0.03}
+    # L2 shrinks the probe: the weaker penalty has the larger |w| at every layer
+    wide = df.pivot(index="layer", columns="C", values="w_norm")
+    assert (wide[1.0] > wide[0.03]).all()
+    assert "best-calibrated C" in text
+    assert_figure(out / "calibration.png")

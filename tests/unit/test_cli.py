@@ -22,8 +22,8 @@ def test_bad_option_is_rejected_by_argparse():
 
 
 def test_unknown_method_is_reported(capsys, monkeypatch):
-    from conva_tl.pipeline import make_method
     from conva_tl.errors import ConvaError
+    from conva_tl.pipeline import make_method
 
     with pytest.raises(ConvaError, match="unknown method"):
         make_method("sft", "security")

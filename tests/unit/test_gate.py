@@ -1,9 +1,8 @@
 import torch
 
 from conva_tl.artifacts import load_gates, save_gates
-from conva_tl.gate import ActivationGate, fit_gate
+from conva_tl.gate import ActivationGate, fit_gate, gate_hook
 from conva_tl.generate import GenerationContext
-from conva_tl.gate import gate_hook
 
 
 def test_fit_gate_reports_heldout_quality_and_round_trips(tiny, tmp_path):

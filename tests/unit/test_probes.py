@@ -29,8 +29,8 @@ def synthetic(n_pairs=60, d=12, n_layers=6, signal_layers=(2, 3), seed=0):
 
 def test_linear_probe_is_an_estimator_and_standardize_maps_back():
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(200, 5)) * np.array([1, 10, 100, 1, 1])
-    y = (X[:, 0] + X[:, 1] / 10 > 0).astype(int)
+    X = rng.normal(size=(200, 5)) * 30 + 7
+    y = (X[:, 0] + X[:, 1] > 14).astype(int)
     for standardize in (False, True):
         p = LinearProbe(C=10.0, standardize=standardize).fit(X, y)
         assert p.score(X, y) > 0.95
@@ -38,6 +38,18 @@ def test_linear_probe_is_an_estimator_and_standardize_maps_back():
         assert p.get_params()["standardize"] is standardize
     with pytest.raises(ConvaError, match="both labels"):
         LinearProbe().fit(X, np.ones(200, dtype=int))
+
+
+def test_standardize_rescales_C_and_keeps_the_geometry():
+    # One shared scale s: fitting on (X - mu)/s with C equals fitting on X with C/s^2.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 6)) * 40 + 5
+    y = (X @ rng.normal(size=6) + rng.normal(size=300) * 40 > 0).astype(int)
+    s = np.sqrt(((X - X.mean(0)) ** 2).mean())
+    scaled = LinearProbe(C=0.05, standardize=True, max_iter=10_000).fit(X, y)
+    raw = LinearProbe(C=0.05 / s**2, standardize=False, max_iter=10_000).fit(X, y)
+    np.testing.assert_allclose(scaled.coef_, raw.coef_, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(scaled.intercept_, raw.intercept_, rtol=1e-3, atol=1e-4)
 
 
 def test_fit_probes_finds_the_signal_layers_and_direction():
