@@ -64,6 +64,9 @@ def _load(path: str, device: str) -> tuple[Any, Any, dict[str, float]]:
         model = hf
     times["wrap_s"] = time.perf_counter() - t2
     times["total_s"] = time.perf_counter() - t0
+    # the load itself, once `import torch, transformers, conva_tl` is done (lazy
+    # imports that transformers and transformer_lens make on first use stay in)
+    times["load_s"] = times["total_s"] - times["import_s"]
     return model, tok, {k: round(v, 3) for k, v in times.items()}
 
 

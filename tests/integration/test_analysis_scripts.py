@@ -157,14 +157,15 @@ def tiny_folder(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_scripts_fit_missing_vectors_then_reuse_them(tiny_folder, tmp_path, capsys):
+def test_scripts_fit_missing_vectors_then_reuse_them(tiny_folder, tmp_path, capsys, caplog):
     vectors = tmp_path / "vectors"
     common = ["--model", tiny_folder, "--vectors", vectors, "--values", *VALUES3]
     rc = load_script("logit_lens").main(
         [str(a) for a in [*common, "--out", tmp_path / "ll", "--k", 3]]
     )
     assert rc == 0
-    assert "fitting them" in capsys.readouterr().out
+    assert "fitting them" in caplog.text
+    caplog.clear()
     assert sorted(json.loads((vectors / "manifest.json").read_text())["values"]) == sorted(VALUES3)
     assert not list(vectors.glob("gate-*"))
     rc = load_script("value_structure").main(
@@ -172,5 +173,5 @@ def test_scripts_fit_missing_vectors_then_reuse_them(tiny_folder, tmp_path, caps
     )
     assert rc == 0
     text = capsys.readouterr().out
-    assert "fitting them" not in text and "Most circumplex-like layers" in text
+    assert "fitting them" not in caplog.text and "Most circumplex-like layers" in text
     assert (tmp_path / "vs" / "structure_by_layer.csv").is_file()
