@@ -60,7 +60,8 @@ from conva_tl.datasets import (
     load_straightforward,
 )
 from conva_tl.errors import ConvaError, DataError
-from conva_tl.llm_api import ApiConfig, ChatClient, JsonlStore, request_key
+from conva_tl.jsonl import JsonlStore
+from conva_tl.llm_api import ApiConfig, ChatClient, request_key
 from conva_tl.values import VALUES, canonical_value
 
 __all__ = [

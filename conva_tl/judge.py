@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Literal
 
 from conva_tl.errors import DataError
-from conva_tl.llm_api import ChatClient, JsonlStore, request_key
+from conva_tl.jsonl import JsonlStore
+from conva_tl.llm_api import ChatClient, request_key
 from conva_tl.values import get_value
 
 __all__ = [

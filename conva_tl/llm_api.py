@@ -4,7 +4,7 @@ The paper calls GPT-4o twice: to write the training sentences (Appx. A/B,
 :mod:`conva_tl.datagen`) and to judge control success and fluency (Appx. D/E,
 :mod:`conva_tl.judge`). Both go through :class:`ChatClient`, which talks to any
 OpenAI-compatible endpoint (OpenAI, Azure-style proxies, vLLM, llama.cpp, a
-local fake in the tests), and through :class:`JsonlStore`, an append-only cache
+local fake in the tests), and through :class:`~conva_tl.jsonl.JsonlStore` (re-exported here), an append-only cache
 on disk that lets an interrupted run resume without paying for finished calls.
 
 Retry policy is ours, not the SDK's: the ``openai`` client is built with
@@ -46,14 +46,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import openai
 from tqdm.auto import tqdm
 
-from conva_tl.errors import ApiError, ConvaError, DataError
+from conva_tl.errors import ApiError, ConvaError
+from conva_tl.jsonl import JsonlStore
 
 __all__ = [
     "ApiConfig",
@@ -513,126 +513,3 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 def _short(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class JsonlStore:
-    """An append-only, crash-tolerant key -> record store in one JSONL file.
-
-    Each line is ``{"key": str, "record": {...}}``; a later line with the same
-    key wins. The file is read once on open. :meth:`put` appends one line with a
-    single write, then flushes and fsyncs, so a killed process loses at most the
-    line being written; a truncated (or otherwise unreadable) last line is
-    skipped with a warning and cut off so later appends start on a clean line.
-    Safe to share between threads of one process (not between processes).
-
-    Args:
-        path: the file; created (with its folder) on the first :meth:`put`.
-
-    Raises:
-        DataError: a line other than the last is not a valid record.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._records: dict[str, dict[str, Any]] = {}
-        if self.path.exists():
-            self._load()
-
-    def _load(self) -> None:
-        data = self.path.read_bytes()
-        chunks: list[tuple[int, int, bytes, bool]] = []  # (lineno, start, line, has newline)
-        pos = 0
-        while pos < len(data):
-            nl = data.find(b"\n", pos)
-            end = len(data) if nl == -1 else nl + 1
-            chunks.append((len(chunks) + 1, pos, data[pos:end].rstrip(b"\n"), nl != -1))
-            pos = end
-        last = max((i for i, (_, _, line, _) in enumerate(chunks) if line.strip()), default=-1)
-        for i, (lineno, start, line, has_newline) in enumerate(chunks):
-            if not line.strip():
-                continue
-            parsed = _parse_store_line(line) if has_newline else None
-            if parsed is None:
-                if i == last:
-                    # A kill during put() leaves a partial line: drop it and cut
-                    # the file there, so the next append starts on a clean line.
-                    logger.warning(
-                        "%s:%d: skipping a truncated last line (%d bytes); an interrupted write?",
-                        self.path,
-                        lineno,
-                        len(line),
-                    )
-                    with self.path.open("r+b") as fh:
-                        fh.truncate(start)
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    return
-                raise DataError(
-                    f"{self.path}:{lineno}: not a store record (expected JSON "
-                    '{"key": str, "record": object}); the file is corrupt: move it away to start afresh'
-                )
-            key, record = parsed
-            self._records[key] = record
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The record stored under ``key`` (a copy), or ``None``."""
-        with self._lock:
-            record = self._records.get(key)
-            return dict(record) if record is not None else None
-
-    def put(self, key: str, record: Mapping[str, Any]) -> None:
-        """Store ``record`` under ``key``: one appended, fsynced line.
-
-        Raises:
-            DataError: the record is not JSON-serialisable.
-        """
-        try:
-            line = json.dumps({"key": key, "record": dict(record)}, ensure_ascii=False) + "\n"
-        except (TypeError, ValueError) as exc:
-            raise DataError(
-                f"record for key {key[:16]!r} is not JSON-serialisable: {exc}"
-            ) from None
-        payload = line.encode("utf-8")
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                view = memoryview(payload)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._records[key] = json.loads(line)["record"]
-
-    def __contains__(self, key: object) -> bool:
-        with self._lock:
-            return key in self._records
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._records)
-
-    def keys(self) -> list[str]:
-        """All keys, in first-stored order."""
-        with self._lock:
-            return list(self._records)
-
-    def __repr__(self) -> str:
-        return f"JsonlStore({str(self.path)!r}, {len(self)} records)"
-
-
-def _parse_store_line(line: bytes) -> tuple[str, dict[str, Any]] | None:
-    try:
-        obj = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if (
-        not isinstance(obj, dict)
-        or not isinstance(obj.get("key"), str)
-        or not isinstance(obj.get("record"), dict)
-    ):
-        return None
-    return obj["key"], obj["record"]

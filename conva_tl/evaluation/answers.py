@@ -22,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from conva_tl.errors import DataError
+from conva_tl.jsonl import append_lines, read_records
 
 __all__ = ["TRIM_RULE", "trim_answer", "AnswerStore", "settings_hash", "answer_key"]
 
@@ -96,36 +96,8 @@ class AnswerStore:
             self._load()
 
     def _load(self) -> None:
-        data = self.path.read_bytes()
-        chunks: list[tuple[int, int, bytes, bool]] = []  # (line number, offset, text, has newline)
-        pos = 0
-        while pos < len(data):
-            nl = data.find(b"\n", pos)
-            end = len(data) if nl == -1 else nl + 1
-            chunks.append((len(chunks) + 1, pos, data[pos:end].rstrip(b"\n"), nl != -1))
-            pos = end
-        last = max((i for i, c in enumerate(chunks) if c[2].strip()), default=-1)
-        for i, (lineno, start, line, has_newline) in enumerate(chunks):
-            if not line.strip():
-                continue
-            record = _parse(line) if has_newline else None
-            if record is None:
-                if i == last:
-                    logger.warning(
-                        "%s:%d: dropping a truncated last line (an interrupted write?)",
-                        self.path,
-                        lineno,
-                    )
-                    with self.path.open("r+b") as fh:
-                        fh.truncate(start)
-                    return
-                raise DataError(
-                    f"{self.path}:{lineno}: not an answer record; the file is corrupt: "
-                    "move it away (or use another --out) to start afresh"
-                )
-            key = answer_key(
-                record["value"], record["method"], record["qid"], record["settings_id"]
-            )
+        for record in read_records(self.path, _parse, expected="an answer record"):
+            key = answer_key(record["value"], record["method"], record["qid"], record["settings_id"])
             self._records[key] = record
 
     def __len__(self) -> int:
@@ -152,15 +124,7 @@ class AnswerStore:
             if missing:
                 raise DataError(f"answer record lacks {sorted(missing)}: {str(r)[:80]}")
         payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_lines(self.path, payload)
         for r in rows:
             self._records[answer_key(r["value"], r["method"], r["qid"], r["settings_id"])] = r
 
