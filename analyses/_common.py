@@ -66,46 +66,103 @@ JUDGE_FREE_NOTICE = (
 )
 
 
-def parser(name: str, doc: str | None, *, generation: bool = True, judge: bool = True) -> argparse.ArgumentParser:
+def parser(
+    name: str, doc: str | None, *, generation: bool = True, judge: bool = True
+) -> argparse.ArgumentParser:
     """The common options; ``name`` sets the default ``--out out/ablations/<name>``."""
     p = argparse.ArgumentParser(
-        prog=f"analyses/ablate_{name}.py", description=(doc or "").strip().splitlines()[0] if doc else None,
-        epilog=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=f"analyses/ablate_{name}.py",
+        description=(doc or "").strip().splitlines()[0] if doc else None,
+        epilog=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help="HF model name or folder (default: the embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--backend", choices=("fast", "bridge"), default="fast",
-                   help="fast: plain HF model with the toolkit's hooks (same numbers, ~2x faster on CPU); "
-                   "bridge: TransformerBridge (default: fast)")
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="HF model name or folder (default: the embedded SmolLM2-135M-Instruct)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("fast", "bridge"),
+        default="fast",
+        help="fast: plain HF model with the toolkit's hooks (same numbers, ~2x faster on CPU); "
+        "bridge: TransformerBridge (default: fast)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--values", nargs="+", default=list(DEFAULT_VALUES), metavar="V",
-                   help=f"values (default: {' '.join(DEFAULT_VALUES)})")
-    p.add_argument("--out", type=Path, default=Path("out/ablations") / name, help=f"output folder (default: out/ablations/{name})")
-    p.add_argument("--vectors", type=Path, default=Path("out/vectors"),
-                   help="artifact folder of `conva fit`: vectors fitted with the default settings are reused, "
-                   "missing ones fitted and saved there (default: out/vectors)")
-    p.add_argument("--trust-vectors", action="store_true",
-                   help="use whatever vectors --vectors holds for these values (any data or settings)")
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass (default: 8)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: 1 when the machine is busier than its cores, where more "
-                   "threads only contend, else torch's default)")
+    p.add_argument(
+        "--values",
+        nargs="+",
+        default=list(DEFAULT_VALUES),
+        metavar="V",
+        help=f"values (default: {' '.join(DEFAULT_VALUES)})",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/ablations") / name,
+        help=f"output folder (default: out/ablations/{name})",
+    )
+    p.add_argument(
+        "--vectors",
+        type=Path,
+        default=Path("out/vectors"),
+        help="artifact folder of `conva fit`: vectors fitted with the default settings are reused, "
+        "missing ones fitted and saved there (default: out/vectors)",
+    )
+    p.add_argument(
+        "--trust-vectors",
+        action="store_true",
+        help="use whatever vectors --vectors holds for these values (any data or settings)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="prompts per forward pass (default: 8)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1 when the machine is busier than its cores, where more "
+        "threads only contend, else torch's default)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress")
     if generation:
         g = p.add_argument_group("generation")
-        g.add_argument("--questions", type=int, default=4, help="eval questions per value (default: 4)")
+        g.add_argument(
+            "--questions", type=int, default=4, help="eval questions per value (default: 4)"
+        )
         g.add_argument("--max-new-tokens", type=int, default=32, help="default: 32")
-        g.add_argument("--unrelated", type=int, default=16,
-                       help="value-unrelated prompts for the KL cost (default: 16, one per category)")
-        g.add_argument("--gate", action="store_true",
-                       help="steer with the value's fitted activation gate (default: ungated, so the gate does not "
-                       "mask the setting's effect; the gate is ablated in ablate_g0.py)")
+        g.add_argument(
+            "--unrelated",
+            type=int,
+            default=16,
+            help="value-unrelated prompts for the KL cost (default: 16, one per category)",
+        )
+        g.add_argument(
+            "--gate",
+            action="store_true",
+            help="steer with the value's fitted activation gate (default: ungated, so the gate does not "
+            "mask the setting's effect; the gate is ablated in ablate_g0.py)",
+        )
     if judge:
         j = p.add_argument_group("judge (optional: CSR/FR)")
-        j.add_argument("--model-judge", default=None, metavar="NAME",
-                       help="judge model (default: $CONVA_JUDGE_MODEL; none = judge-free measures only)")
-        j.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
-        j.add_argument("--api-key-env", default=None, metavar="VAR", help="variable holding the key (default: OPENAI_API_KEY)")
+        j.add_argument(
+            "--model-judge",
+            default=None,
+            metavar="NAME",
+            help="judge model (default: $CONVA_JUDGE_MODEL; none = judge-free measures only)",
+        )
+        j.add_argument(
+            "--base-url",
+            default=None,
+            help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
+        )
+        j.add_argument(
+            "--api-key-env",
+            default=None,
+            metavar="VAR",
+            help="variable holding the key (default: OPENAI_API_KEY)",
+        )
     return p
 
 
@@ -152,7 +209,12 @@ def values_of(args: argparse.Namespace) -> list[str]:
 
 
 def get_vectors(
-    model: Any, args: argparse.Namespace, values: Sequence[str], *, gates: bool = False, kind: str = "pairs"
+    model: Any,
+    args: argparse.Namespace,
+    values: Sequence[str],
+    *,
+    gates: bool = False,
+    kind: str = "pairs",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Vectors (and gates) for ``values`` from ``--vectors``, fitting and saving what is missing.
 
@@ -169,7 +231,9 @@ def get_vectors(
     have = set(json.loads(manifest.read_text()).get("values", [])) if manifest.is_file() else set()
     missing = [v for v in values if v not in have]
     if missing:
-        print(f"{folder} has no vectors for {', '.join(missing)}: fitting them (minutes on a CPU) ...")
+        print(
+            f"{folder} has no vectors for {', '.join(missing)}: fitting them (minutes on a CPU) ..."
+        )
         fit_all(model, folder, missing, settings=settings, gates=False, progress=args.verbose)
     vectors = load_vectors(folder, values)
     for vv in vectors.values():
@@ -196,13 +260,21 @@ def make_judge(args: argparse.Namespace, out: Path) -> Any:
     from conva_tl.judge import Judge
     from conva_tl.llm_api import ApiConfig, ChatClient
 
-    config = ApiConfig.from_env(model=args.model_judge, base_url=args.base_url, api_key_env=args.api_key_env)
+    config = ApiConfig.from_env(
+        model=args.model_judge, base_url=args.base_url, api_key_env=args.api_key_env
+    )
     return Judge(ChatClient(config), out / "judge_cache.jsonl")
 
 
 def cached_activations(
-    model: Any, texts: Sequence[str], *, pooling: str = "last", input_format: str = "raw",
-    cache_dir: Path | None, batch_size: int = 32, progress: bool = False,
+    model: Any,
+    texts: Sequence[str],
+    *,
+    pooling: str = "last",
+    input_format: str = "raw",
+    cache_dir: Path | None,
+    batch_size: int = 32,
+    progress: bool = False,
 ) -> torch.Tensor:
     """:func:`cache_resid_post` over all layers, stored as safetensors under ``cache_dir``.
 
@@ -210,22 +282,41 @@ def cached_activations(
     the input format, so every script asking for the same activations shares one pass.
     """
     info = model_info(model).to_dict()
-    key = hashlib.sha256(json.dumps([info, list(texts), pooling, input_format]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(
+        json.dumps([info, list(texts), pooling, input_format]).encode()
+    ).hexdigest()[:20]
     path = Path(cache_dir) / f"{key}.safetensors" if cache_dir is not None else None
     if path is not None and path.is_file():
         try:
             return load_file(str(path))["acts"]
         except Exception as exc:  # a truncated file from a killed run: recompute
-            logging.getLogger(__name__).warning("ignoring unreadable activation cache %s: %s", path, exc)
-    acts = cache_resid_post(model, texts, pooling=pooling, input_format=input_format, batch_size=batch_size,
-                            progress=progress)
+            logging.getLogger(__name__).warning(
+                "ignoring unreadable activation cache %s: %s", path, exc
+            )
+    acts = cache_resid_post(
+        model,
+        texts,
+        pooling=pooling,
+        input_format=input_format,
+        batch_size=batch_size,
+        progress=progress,
+    )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         save_file({"acts": acts.contiguous()}, str(tmp))
         tmp.replace(path)
-        (path.with_suffix(".json")).write_text(json.dumps(
-            {"model": info, "n_texts": len(texts), "pooling": pooling, "input_format": input_format}, indent=2))
+        (path.with_suffix(".json")).write_text(
+            json.dumps(
+                {
+                    "model": info,
+                    "n_texts": len(texts),
+                    "pooling": pooling,
+                    "input_format": input_format,
+                },
+                indent=2,
+            )
+        )
     return acts
 
 
@@ -236,8 +327,14 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def plot_measures(
-    table: pd.DataFrame, x: str, metrics: Sequence[tuple[str, str]], path: Path, *, title: str,
-    categorical: bool = False, baseline: str | None = "base",
+    table: pd.DataFrame,
+    x: str,
+    metrics: Sequence[tuple[str, str]],
+    path: Path,
+    *,
+    title: str,
+    categorical: bool = False,
+    baseline: str | None = "base",
 ) -> Path:
     """One panel per metric, one line per value over ``x``; the ``baseline`` setting as a dashed line."""
     fig = new_figure(4.0 * len(metrics), 3.6)
@@ -266,8 +363,13 @@ def plot_measures(
 
 
 def write_outputs(
-    out: Path, name: str, table: pd.DataFrame, figure: Callable[[Path], Any] | None, *,
-    settings: dict[str, Any], extra: dict[str, pd.DataFrame] | None = None,
+    out: Path,
+    name: str,
+    table: pd.DataFrame,
+    figure: Callable[[Path], Any] | None,
+    *,
+    settings: dict[str, Any],
+    extra: dict[str, pd.DataFrame] | None = None,
 ) -> list[Path]:
     """Write ``<name>.csv``, the figure ``<name>.png``, extra CSVs and ``run.json``; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
@@ -285,21 +387,32 @@ def write_outputs(
 
 def print_table(table: pd.DataFrame, columns: Sequence[str], *, title: str) -> None:
     cols = [c for c in columns if c in table.columns]
-    with pd.option_context("display.width", 200, "display.max_columns", 40, "display.float_format", "{:.3f}".format):
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 40, "display.float_format", "{:.3f}".format
+    ):
         print(f"\n{title}")
         print(table[cols].to_string(index=False))
 
 
 def run_settings(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     """What ``run.json`` records about the command and the model."""
-    return {"argv": sys.argv[1:], "args": vars(args), "model": model_info(model).to_dict(), "time": time.ctime()}
+    return {
+        "argv": sys.argv[1:],
+        "args": vars(args),
+        "model": model_info(model).to_dict(),
+        "time": time.ctime(),
+    }
 
 
-def main_wrapper(fn: Callable[[argparse.Namespace], int], p: argparse.ArgumentParser, argv: list[str] | None) -> int:
+def main_wrapper(
+    fn: Callable[[argparse.Namespace], int], p: argparse.ArgumentParser, argv: list[str] | None
+) -> int:
     """Parse, set up logging, run; 2 on a :class:`ConvaError`."""
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return fn(args)
     except ConvaError as exc:
@@ -307,30 +420,64 @@ def main_wrapper(fn: Callable[[argparse.Namespace], int], p: argparse.ArgumentPa
         return 2
 
 
-STEERING_COLUMNS = ("value", "setting", "csr", "fr", "logit_v", "p_v", "p_v_pos", "kl_value", "kl_unrelated",
-                    "kl_unrelated_max", "ppl", "distinct2", "words")
-STEERING_METRICS = (("logit_v", "probe logit of answers (higher = aligned)"),
-                    ("kl_unrelated", "KL(base||steered), unrelated prompts"),
-                    ("ppl", "answer perplexity under base (lower = fluent)"),
-                    ("distinct2", "distinct-2 ratio (1 = no repeats)"))
+STEERING_COLUMNS = (
+    "value",
+    "setting",
+    "csr",
+    "fr",
+    "logit_v",
+    "p_v",
+    "p_v_pos",
+    "kl_value",
+    "kl_unrelated",
+    "kl_unrelated_max",
+    "ppl",
+    "distinct2",
+    "words",
+)
+STEERING_METRICS = (
+    ("logit_v", "probe logit of answers (higher = aligned)"),
+    ("kl_unrelated", "KL(base||steered), unrelated prompts"),
+    ("ppl", "answer perplexity under base (lower = fluent)"),
+    ("distinct2", "distinct-2 ratio (1 = no repeats)"),
+)
 EPS_COLUMNS = ("moved", "eps_abs", "eps_abs_generated", "p_before", "saturated")
-EPS_NOTE = ("control applied (from the generation trace): moved = share of (token, layer) cells shifted; "
-            "eps_abs = mean |eps| over all cells; eps_abs_generated = over generated tokens; "
-            "p_before = mean P_V before control; saturated = share of cells with P_V < 0.01 or > 0.99 before control")
+EPS_NOTE = (
+    "control applied (from the generation trace): moved = share of (token, layer) cells shifted; "
+    "eps_abs = mean |eps| over all cells; eps_abs_generated = over generated tokens; "
+    "p_before = mean P_V before control; saturated = share of cells with P_V < 0.01 or > 0.99 before control"
+)
 JUDGE_METRICS = (("csr", "control success rate (CSR)"), ("fr", "fluency rate (FR)"))
 
 
-def steering_setup(args: argparse.Namespace, *, values: Sequence[str] | None = None) -> dict[str, Any]:
+def steering_setup(
+    args: argparse.Namespace, *, values: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Model, vectors, gates (with ``--gate``), per-value sweep contexts, judge and decoding config."""
     from conva_tl.analysis import prepare_context
 
     model = load_subject(args)
     names = list(values) if values is not None else values_of(args)
     vectors, gates = get_vectors(model, args, names, gates=bool(args.gate))
-    contexts = {v: prepare_context(model, vectors[v], n_questions=args.questions, n_unrelated=args.unrelated,
-                                   batch_size=args.batch_size) for v in names}
-    return {"model": model, "values": names, "vectors": vectors, "gates": gates if args.gate else None,
-            "contexts": contexts, "judge": make_judge(args, args.out), "config": gen_config(args)}
+    contexts = {
+        v: prepare_context(
+            model,
+            vectors[v],
+            n_questions=args.questions,
+            n_unrelated=args.unrelated,
+            batch_size=args.batch_size,
+        )
+        for v in names
+    }
+    return {
+        "model": model,
+        "values": names,
+        "vectors": vectors,
+        "gates": gates if args.gate else None,
+        "contexts": contexts,
+        "judge": make_judge(args, args.out),
+        "config": gen_config(args),
+    }
 
 
 def steering_metrics(judged: bool) -> list[tuple[str, str]]:
@@ -344,19 +491,43 @@ def print_judge_status(judged: bool) -> None:
 def probe_options(p: argparse.ArgumentParser, *, layer_step: int) -> None:
     """Options of the probe sweeps (training-set size, data, pooling, input format)."""
     g = p.add_argument_group("probes")
-    g.add_argument("--pairs", type=int, default=None, metavar="N",
-                   help="use the first N pairs per value (straightforward data: N positive + N negative "
-                   "sentences; default: all 100)")
-    g.add_argument("--layers", type=int, nargs="+", default=None, metavar="L",
-                   help=f"layers to fit probes at (default: every {layer_step}th layer, plus the last)")
+    g.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use the first N pairs per value (straightforward data: N positive + N negative "
+        "sentences; default: all 100)",
+    )
+    g.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="L",
+        help=f"layers to fit probes at (default: every {layer_step}th layer, plus the last)",
+    )
     g.add_argument("--layer-step", type=int, default=layer_step, help=f"default: {layer_step}")
-    g.add_argument("--test-size", type=float, default=0.2, help="held-out share of pairs (default: 0.2, as conva fit)")
+    g.add_argument(
+        "--test-size",
+        type=float,
+        default=0.2,
+        help="held-out share of pairs (default: 0.2, as conva fit)",
+    )
     g.add_argument("--seed", type=int, default=0, help="split seed (default: 0, as conva fit)")
-    g.add_argument("--C", type=float, default=DEFAULT_C,
-                   help=f"inverse L2 strength of the probes (default: {DEFAULT_C}, as conva fit)")
-    g.add_argument("--cache", type=Path, default=Path("out/ablations/_activations"),
-                   help="activation cache shared by the ablation scripts (default: out/ablations/_activations; "
-                   "'none' to disable)")
+    g.add_argument(
+        "--C",
+        type=float,
+        default=DEFAULT_C,
+        help=f"inverse L2 strength of the probes (default: {DEFAULT_C}, as conva fit)",
+    )
+    g.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("out/ablations/_activations"),
+        help="activation cache shared by the ablation scripts (default: out/ablations/_activations; "
+        "'none' to disable)",
+    )
 
 
 def fit_layers(args: argparse.Namespace, n_layers: int) -> list[int]:
@@ -391,18 +562,39 @@ def contrast_data(value: str, kind: str, n: int | None) -> Any:
     return cs.subset(pos + neg)
 
 
-def activations_for(model: Any, args: argparse.Namespace, cs: Any, *, pooling: str = "last",
-                    input_format: str = "raw") -> torch.Tensor:
+def activations_for(
+    model: Any,
+    args: argparse.Namespace,
+    cs: Any,
+    *,
+    pooling: str = "last",
+    input_format: str = "raw",
+) -> torch.Tensor:
     """All-layer activations of a contrast set, through the shared cache."""
     t0 = time.perf_counter()
-    acts = cached_activations(model, list(cs.texts), pooling=pooling, input_format=input_format,
-                              cache_dir=cache_dir(args), batch_size=max(args.batch_size, 16), progress=args.verbose)
-    logging.getLogger(__name__).info("%s/%s %s-%s activations: %.1fs", cs.value, cs.kind, input_format, pooling,
-                                     time.perf_counter() - t0)
+    acts = cached_activations(
+        model,
+        list(cs.texts),
+        pooling=pooling,
+        input_format=input_format,
+        cache_dir=cache_dir(args),
+        batch_size=max(args.batch_size, 16),
+        progress=args.verbose,
+    )
+    logging.getLogger(__name__).info(
+        "%s/%s %s-%s activations: %.1fs",
+        cs.value,
+        cs.kind,
+        input_format,
+        pooling,
+        time.perf_counter() - t0,
+    )
     return acts
 
 
-def transfer_summary(df: pd.DataFrame, n_layers: int, *, threshold: float = 0.9, exclude_last: int = 5) -> pd.DataFrame:
+def transfer_summary(
+    df: pd.DataFrame, n_layers: int, *, threshold: float = 0.9, exclude_last: int = 5
+) -> pd.DataFrame:
     """Per value x train x test: best in-domain layer of the train view and accuracies there and overall."""
     rows = []
     for (value, train), g in df.groupby(["value", "train"], sort=False):
@@ -411,9 +603,18 @@ def transfer_summary(df: pd.DataFrame, n_layers: int, *, threshold: float = 0.9,
         for test, h in g.groupby("test", sort=False):
             acc = h.set_index("layer")["accuracy"]
             allowed = acc[acc.index < n_layers - exclude_last]
-            rows.append({"value": value, "train": train, "test": test, "best_layer": best,
-                         "acc_best_layer": float(acc[best]), "acc_max": float(acc.max()),
-                         "acc_mean": float(acc.mean()), f"layers>{threshold:g}": int((allowed > threshold).sum())})
+            rows.append(
+                {
+                    "value": value,
+                    "train": train,
+                    "test": test,
+                    "best_layer": best,
+                    "acc_best_layer": float(acc[best]),
+                    "acc_max": float(acc.max()),
+                    "acc_mean": float(acc.mean()),
+                    f"layers>{threshold:g}": int((allowed > threshold).sum()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -427,8 +628,14 @@ def plot_transfer(df: pd.DataFrame, path: Path, *, title: str, threshold: float 
         g = df[df.value == v]
         for i, tr in enumerate(trains):
             for te, h in g[g.train == tr].groupby("test", sort=False):
-                ax.plot(h.layer, h.accuracy, color=f"C{i}", ls="-" if te == tr else "--", marker=".",
-                        label=f"train {tr} -> test {te}")
+                ax.plot(
+                    h.layer,
+                    h.accuracy,
+                    color=f"C{i}",
+                    ls="-" if te == tr else "--",
+                    marker=".",
+                    label=f"train {tr} -> test {te}",
+                )
         ax.axhline(threshold, color="k", ls=":", lw=0.8)
         ax.set(xlabel="layer", ylabel="held-out accuracy", title=v, ylim=(0.3, 1.02))
         ax.grid(alpha=0.3)

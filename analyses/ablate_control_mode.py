@@ -33,21 +33,48 @@ EPS = ("eps_abs", "eps_abs_prompt", "eps_abs_generated", "moved", "p_before", "s
 def run(args) -> int:
     s = C.steering_setup(args)
     gates = s["gates"] or {}
-    methods = {v: {"base": Base(), **{m: ConVA(s["vectors"][v], p0=args.p0, gate=gates.get(v), mode=m)
-                                      for m in ("per_token", "per_prompt")}} for v in s["values"]}
-    res = run_settings(s["model"], s["contexts"], methods, config=s["config"], judge=s["judge"], trace=True)
-    C.print_table(res.table, [*C.STEERING_COLUMNS, *EPS],
-                  title=f"Control mode (P0 {args.p0:g}, {'gated' if args.gate else 'ungated'}; "
-                  f"{args.questions} questions x {args.max_new_tokens} tokens):")
-    print("eps_abs*: mean |eps| per traced (token, layer) cell, all / prompt tokens / generated tokens; "
-          "moved: share of cells with eps != 0")
+    methods = {
+        v: {
+            "base": Base(),
+            **{
+                m: ConVA(s["vectors"][v], p0=args.p0, gate=gates.get(v), mode=m)
+                for m in ("per_token", "per_prompt")
+            },
+        }
+        for v in s["values"]
+    }
+    res = run_settings(
+        s["model"], s["contexts"], methods, config=s["config"], judge=s["judge"], trace=True
+    )
+    C.print_table(
+        res.table,
+        [*C.STEERING_COLUMNS, *EPS],
+        title=f"Control mode (P0 {args.p0:g}, {'gated' if args.gate else 'ungated'}; "
+        f"{args.questions} questions x {args.max_new_tokens} tokens):",
+    )
+    print(
+        "eps_abs*: mean |eps| per traced (token, layer) cell, all / prompt tokens / generated tokens; "
+        "moved: share of cells with eps != 0"
+    )
     C.print_judge_status(res.judged)
-    metrics = [*C.steering_metrics(res.judged), ("eps_abs_generated", "mean |eps| on generated tokens")]
+    metrics = [
+        *C.steering_metrics(res.judged),
+        ("eps_abs_generated", "mean |eps| on generated tokens"),
+    ]
     paths = C.write_outputs(
-        args.out, NAME, res.table,
-        lambda p: C.plot_measures(res.table, "setting", metrics, p, categorical=True,
-                                  title=f"Per-token vs per-prompt control (P0 {args.p0:g}; dashed: base)"),
-        settings=C.run_settings(args, s["model"]), extra={"answers": res.answers},
+        args.out,
+        NAME,
+        res.table,
+        lambda p: C.plot_measures(
+            res.table,
+            "setting",
+            metrics,
+            p,
+            categorical=True,
+            title=f"Per-token vs per-prompt control (P0 {args.p0:g}; dashed: base)",
+        ),
+        settings=C.run_settings(args, s["model"]),
+        extra={"answers": res.answers},
     )
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

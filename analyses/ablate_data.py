@@ -48,8 +48,11 @@ def run(args) -> int:
         for kind in KINDS:
             cs = C.contrast_data(v, kind, args.pairs)
             data[kind] = (C.activations_for(model, args, cs)[layers], cs.labels, cs.groups)
-        frames.append(transfer_table(data, test_size=args.test_size, seed=args.seed, C=args.C, layers=layers)
-                      .assign(value=v))
+        frames.append(
+            transfer_table(
+                data, test_size=args.test_size, seed=args.seed, C=args.C, layers=layers
+            ).assign(value=v)
+        )
     transfer = pd.concat(frames)[["value", "train", "test", "layer", "accuracy"]]
     tsum = C.transfer_summary(transfer, n_layers)
     sf, _ = C.get_vectors(model, args, s["values"], kind="straightforward")
@@ -57,30 +60,63 @@ def run(args) -> int:
     methods = {}
     for v in s["values"]:
         sf_gate = gates.get(v)
-        if sf_gate is not None and sf[v].control_layers and sf_gate.block > min(sf[v].control_layers):
+        if (
+            sf_gate is not None
+            and sf[v].control_layers
+            and sf_gate.block > min(sf[v].control_layers)
+        ):
             sf_gate = None  # would read steered activations
-        methods[v] = {"base": Base(),
-                      "pairs": ConVA(s["vectors"][v], p0=args.p0, gate=gates.get(v), name="conva-pairs"),
-                      "straightforward": ConVA(sf[v], p0=args.p0, gate=sf_gate, name="conva-sf")}
-    cols = {v: {"pairs": {"n_layers": len(s["vectors"][v].control_layers)},
-                "straightforward": {"n_layers": len(sf[v].control_layers)}, "base": {"n_layers": 0}}
-            for v in s["values"]}
-    res = run_settings(model, s["contexts"], methods, config=s["config"], judge=s["judge"], columns=cols)
-    C.print_table(tsum, list(tsum.columns), title="Probe accuracy across data (fitted on `train`, tested on "
-                  "`test`'s held-out split; best_layer = best layer of train->train):")
-    C.print_table(res.table, ["value", "setting", "n_layers", *C.STEERING_COLUMNS[2:]],
-                  title=f"Steering with vectors from each data set (P0 {args.p0:g}, "
-                  f"{'gated' if args.gate else 'ungated'}; answers read by the pairs probe):")
+        methods[v] = {
+            "base": Base(),
+            "pairs": ConVA(s["vectors"][v], p0=args.p0, gate=gates.get(v), name="conva-pairs"),
+            "straightforward": ConVA(sf[v], p0=args.p0, gate=sf_gate, name="conva-sf"),
+        }
+    cols = {
+        v: {
+            "pairs": {"n_layers": len(s["vectors"][v].control_layers)},
+            "straightforward": {"n_layers": len(sf[v].control_layers)},
+            "base": {"n_layers": 0},
+        }
+        for v in s["values"]
+    }
+    res = run_settings(
+        model, s["contexts"], methods, config=s["config"], judge=s["judge"], columns=cols
+    )
+    C.print_table(
+        tsum,
+        list(tsum.columns),
+        title="Probe accuracy across data (fitted on `train`, tested on "
+        "`test`'s held-out split; best_layer = best layer of train->train):",
+    )
+    C.print_table(
+        res.table,
+        ["value", "setting", "n_layers", *C.STEERING_COLUMNS[2:]],
+        title=f"Steering with vectors from each data set (P0 {args.p0:g}, "
+        f"{'gated' if args.gate else 'ungated'}; answers read by the pairs probe):",
+    )
     C.print_judge_status(res.judged)
     paths = C.write_outputs(
-        args.out, NAME, res.table,
-        lambda p: C.plot_measures(res.table, "setting", C.steering_metrics(res.judged), p, categorical=True,
-                                  title=f"Vectors from pairs vs straightforward data (P0 {args.p0:g}; dashed: base)"),
+        args.out,
+        NAME,
+        res.table,
+        lambda p: C.plot_measures(
+            res.table,
+            "setting",
+            C.steering_metrics(res.judged),
+            p,
+            categorical=True,
+            title=f"Vectors from pairs vs straightforward data (P0 {args.p0:g}; dashed: base)",
+        ),
         settings=C.run_settings(args, model),
         extra={"transfer": transfer, "transfer_summary": tsum, "answers": res.answers},
     )
-    paths.append(C.plot_transfer(transfer, args.out / "transfer.png",
-                                 title="Pairs vs straightforward probes (dashed: tested on the other data)"))
+    paths.append(
+        C.plot_transfer(
+            transfer,
+            args.out / "transfer.png",
+            title="Pairs vs straightforward probes (dashed: tested on the other data)",
+        )
+    )
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 

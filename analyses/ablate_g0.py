@@ -46,13 +46,17 @@ def plot(table, scores, fitted, path):
         for s in sets:
             ax.plot(t["g0"], t[f"open_{s}"], marker=".", label=s)
         ax.axvline(fitted.get(v, 0.5), color="k", ls="--", lw=0.8)
-        ax.set(xlabel="g0", ylabel="share gated open", title=f"{v}: gate open rate", ylim=(-0.02, 1.02))
+        ax.set(
+            xlabel="g0", ylabel="share gated open", title=f"{v}: gate open rate", ylim=(-0.02, 1.02)
+        )
         ax.legend(fontsize=7)
         ax = fig.add_subplot(len(values), 3, 3 * r + 2)
         for s in sets:
             ax.plot(t["g0"], t[f"kl_{s}"], marker=".", label=s)
         ax.axvline(fitted.get(v, 0.5), color="k", ls="--", lw=0.8)
-        ax.set(xlabel="g0", ylabel="mean KL(base||steered), nats", title=f"{v}: cost of gated control")
+        ax.set(
+            xlabel="g0", ylabel="mean KL(base||steered), nats", title=f"{v}: cost of gated control"
+        )
         ax = fig.add_subplot(len(values), 3, 3 * r + 3)
         g = scores[scores.value == v]
         for s in sets:
@@ -72,26 +76,55 @@ def run(args) -> int:
     mc = [mc_prompt(q) for q in load_mc()[: args.mc]] if args.mc else []
     tables, scores, aurocs = [], [], []
     for v in values:
-        sets = {"value": [q.question for q in load_questions(v, split="eval")[: args.questions]],
-                "unrelated": unrelated}
+        sets = {
+            "value": [q.question for q in load_questions(v, split="eval")[: args.questions]],
+            "unrelated": unrelated,
+        }
         if mc:
             sets["mc"] = mc
-        res = gate_sweep(model, vectors[v], gates[v], args.g0, prompt_sets=sets, p0=args.p0,
-                         batch_size=args.batch_size)
+        res = gate_sweep(
+            model,
+            vectors[v],
+            gates[v],
+            args.g0,
+            prompt_sets=sets,
+            p0=args.p0,
+            batch_size=args.batch_size,
+        )
         tables.append(res.table)
         scores.append(res.scores)
-        aurocs.append(res.auroc.assign(block=gates[v].block, fitted_threshold=gates[v].threshold,
-                                       heldout_auroc=gates[v].metrics.get("heldout_auroc", float("nan"))))
+        aurocs.append(
+            res.auroc.assign(
+                block=gates[v].block,
+                fitted_threshold=gates[v].threshold,
+                heldout_auroc=gates[v].metrics.get("heldout_auroc", float("nan")),
+            )
+        )
     table, score_df, auroc = pd.concat(tables), pd.concat(scores), pd.concat(aurocs)
-    C.print_table(table, list(table.columns), title=f"Gate threshold sweep (ConVA P0 {args.p0:g}; open = share of "
-                  "prompts with score > g0; kl = mean KL(base || steered) at the answer start, nats):")
-    C.print_table(auroc, list(auroc.columns), title="Gate AUROC, value questions vs each negative set "
-                  "(unrelated = the gate's training negatives; mc = unseen):")
-    print("\nJudge-free by design: this sweep measures gating and the KL cost only (no generation).")
+    C.print_table(
+        table,
+        list(table.columns),
+        title=f"Gate threshold sweep (ConVA P0 {args.p0:g}; open = share of "
+        "prompts with score > g0; kl = mean KL(base || steered) at the answer start, nats):",
+    )
+    C.print_table(
+        auroc,
+        list(auroc.columns),
+        title="Gate AUROC, value questions vs each negative set "
+        "(unrelated = the gate's training negatives; mc = unseen):",
+    )
+    print(
+        "\nJudge-free by design: this sweep measures gating and the KL cost only (no generation)."
+    )
     fitted = {v: gates[v].threshold for v in values}
-    paths = C.write_outputs(args.out, NAME, table, lambda p: plot(table, score_df, fitted, p),
-                            settings=C.run_settings(args, model),
-                            extra={"gate_scores": score_df, "auroc": auroc})
+    paths = C.write_outputs(
+        args.out,
+        NAME,
+        table,
+        lambda p: plot(table, score_df, fitted, p),
+        settings=C.run_settings(args, model),
+        extra={"gate_scores": score_df, "auroc": auroc},
+    )
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -99,9 +132,13 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = C.parser(NAME, __doc__, generation=False, judge=False)
     p.add_argument("--g0", type=float, nargs="+", default=DEFAULT_G0, help="gate thresholds")
-    p.add_argument("--questions", type=int, default=12, help="value eval questions per value (default: 12)")
+    p.add_argument(
+        "--questions", type=int, default=12, help="value eval questions per value (default: 12)"
+    )
     p.add_argument("--unrelated", type=int, default=16, help="unrelated prompts (default: 16)")
-    p.add_argument("--mc", type=int, default=16, help="multiple-choice prompts (default: 16; 0 = none)")
+    p.add_argument(
+        "--mc", type=int, default=16, help="multiple-choice prompts (default: 16; 0 = none)"
+    )
     p.add_argument("--p0", type=float, default=DEFAULT_P0, help=f"default: {DEFAULT_P0}")
     return C.main_wrapper(run, p, argv)
 

@@ -35,18 +35,38 @@ def run(args) -> int:
     frames = []
     for v in C.values_of(args):
         cs = C.contrast_data(v, "pairs", args.pairs)
-        data = {view: (C.activations_for(model, args, cs, input_format=view)[layers], cs.labels, cs.groups)
-                for view in VIEWS}
-        frames.append(transfer_table(data, test_size=args.test_size, seed=args.seed, C=args.C, layers=layers)
-                      .assign(value=v))
+        data = {
+            view: (
+                C.activations_for(model, args, cs, input_format=view)[layers],
+                cs.labels,
+                cs.groups,
+            )
+            for view in VIEWS
+        }
+        frames.append(
+            transfer_table(
+                data, test_size=args.test_size, seed=args.seed, C=args.C, layers=layers
+            ).assign(value=v)
+        )
     df = pd.concat(frames)[["value", "train", "test", "layer", "accuracy"]]
     summary = C.transfer_summary(df, n_layers)
-    C.print_table(summary, list(summary.columns), title="Input format: held-out accuracy (probe fitted on "
-                  "`train` format, tested on `test` format; best_layer = best layer of train->train):")
+    C.print_table(
+        summary,
+        list(summary.columns),
+        title="Input format: held-out accuracy (probe fitted on "
+        "`train` format, tested on `test` format; best_layer = best layer of train->train):",
+    )
     print("\nJudge-free by design: probe accuracy only.")
-    paths = C.write_outputs(args.out, NAME, df, lambda p: C.plot_transfer(
-        df, p, title="Input format: raw vs chat template (dashed: tested on the other format)"),
-        settings=C.run_settings(args, model), extra={"summary": summary})
+    paths = C.write_outputs(
+        args.out,
+        NAME,
+        df,
+        lambda p: C.plot_transfer(
+            df, p, title="Input format: raw vs chat template (dashed: tested on the other format)"
+        ),
+        settings=C.run_settings(args, model),
+        extra={"summary": summary},
+    )
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 

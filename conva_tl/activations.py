@@ -108,14 +108,22 @@ def cache_resid_post(
     n_batches = -(-len(order) // batch_size)
     show = progress if progress is not None else n_batches > 4
     for start in tqdm(
-        range(0, len(order), batch_size), total=n_batches, disable=not show,
-        desc="caching resid_post", unit="batch",
+        range(0, len(order), batch_size),
+        total=n_batches,
+        disable=not show,
+        desc="caching resid_post",
+        unit="batch",
     ):
         idx = order[start : start + batch_size]
         batch = tokenize_batch(model.tokenizer, [formatted[i] for i in idx]).to(device)
         rows = torch.tensor(idx)
         save = functools.partial(
-            _save_pooled, out=out, slot=slot, rows=rows, mask=batch.attention_mask, pooling=pooling,
+            _save_pooled,
+            out=out,
+            slot=slot,
+            rows=rows,
+            mask=batch.attention_mask,
+            pooling=pooling,
             last=layer_list[-1],
         )
         fwd = [(resid_post_name(layer), _bind(save, layer)) for layer in layer_list]
@@ -130,8 +138,16 @@ def cache_resid_post(
 
 
 def _save_pooled(
-    resid: Tensor, hook: Any, *, layer: int, out: Tensor, slot: dict[int, int], rows: Tensor,
-    mask: Tensor, pooling: str, last: int,
+    resid: Tensor,
+    hook: Any,
+    *,
+    layer: int,
+    out: Tensor,
+    slot: dict[int, int],
+    rows: Tensor,
+    mask: Tensor,
+    pooling: str,
+    last: int,
 ) -> None:
     out[slot[layer], rows] = pool(resid, mask, pooling).float().cpu()
     if layer == last:

@@ -63,7 +63,9 @@ def check_compatible(vv: ValueVectors, model: Any) -> None:
     if rec.get("n_layers") not in (None, info.n_layers):
         problems.append(f"{rec['n_layers']} layers vs the model's {info.n_layers}")
     if tuple(vv.w.shape) != (info.n_layers, info.d_model):
-        problems.append(f"weights of shape {tuple(vv.w.shape)} vs ({info.n_layers}, {info.d_model})")
+        problems.append(
+            f"weights of shape {tuple(vv.w.shape)} vs ({info.n_layers}, {info.d_model})"
+        )
     if rec.get("name") not in (None, info.name):
         problems.append(f"fitted on {rec['name']!r}, not {info.name!r}")
     if problems:
@@ -83,16 +85,22 @@ def load_vectors(
     root = Path(folder)
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
-        raise ArtifactError(f"{root} has no manifest.json: not a conva-tl artifact folder (create one with conva fit)")
+        raise ArtifactError(
+            f"{root} has no manifest.json: not a conva-tl artifact folder (create one with conva fit)"
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{manifest_path} is corrupt ({exc.msg})") from None
-    names = [canonical_value(v) for v in values] if values is not None else manifest.get("values", [])
+    names = (
+        [canonical_value(v) for v in values] if values is not None else manifest.get("values", [])
+    )
     out = {}
     for name in names:
         if name not in manifest.get("values", []):
-            raise ArtifactError(f"{root} has no vectors for {name!r}; it has: {', '.join(manifest.get('values', []))}")
+            raise ArtifactError(
+                f"{root} has no vectors for {name!r}; it has: {', '.join(manifest.get('values', []))}"
+            )
         out[name] = _load_one(root, name)
         if model is not None:
             check_compatible(out[name], model)
@@ -112,13 +120,19 @@ def _load_one(root: Path, name: str) -> ValueVectors:
     except FileNotFoundError:
         raise ArtifactError(f"{tensor_path} is missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ArtifactError(f"{tensor_path} is corrupt or truncated ({exc}); fit the value again") from None
+        raise ArtifactError(
+            f"{tensor_path} is corrupt or truncated ({exc}); fit the value again"
+        ) from None
     missing = [k for k in _TENSORS if k not in tensors]
     if missing:
         raise ArtifactError(f"{tensor_path} lacks tensors {missing}")
     n_layers, d = tensors["w"].shape
-    if any(tensors[k].shape != (n_layers,) for k in ("b", "accuracy", "train_accuracy")) or tensors["mean_diff"].shape != (n_layers, d):
-        raise ArtifactError(f"{tensor_path}: tensor shapes disagree with w of shape {(n_layers, d)}")
+    if any(tensors[k].shape != (n_layers,) for k in ("b", "accuracy", "train_accuracy")) or tensors[
+        "mean_diff"
+    ].shape != (n_layers, d):
+        raise ArtifactError(
+            f"{tensor_path}: tensor shapes disagree with w of shape {(n_layers, d)}"
+        )
     layers = tuple(int(x) for x in meta.get("control_layers", []))
     if any(not 0 <= x < n_layers for x in layers):
         raise ArtifactError(f"{meta_path}: control layers {layers} outside 0..{n_layers - 1}")
@@ -139,20 +153,31 @@ def save_gates(folder: str | Path, gates: Iterable[ActivationGate]) -> Path:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     for gate in gates:
-        save_file({"w": gate.w.detach().float().contiguous().cpu()}, str(out / f"gate-{gate.value}.safetensors"))
+        save_file(
+            {"w": gate.w.detach().float().contiguous().cpu()},
+            str(out / f"gate-{gate.value}.safetensors"),
+        )
         meta = {
-            "format_version": FORMAT_VERSION, "value": gate.value, "block": gate.block, "b": gate.b,
-            "threshold": gate.threshold, "metrics": gate.metrics,
+            "format_version": FORMAT_VERSION,
+            "value": gate.value,
+            "block": gate.block,
+            "b": gate.b,
+            "threshold": gate.threshold,
+            "metrics": gate.metrics,
         }
         (out / f"gate-{gate.value}.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return out
 
 
-def load_gates(folder: str | Path, values: Sequence[str] | None = None, *, model: Any | None = None) -> dict[str, ActivationGate]:
+def load_gates(
+    folder: str | Path, values: Sequence[str] | None = None, *, model: Any | None = None
+) -> dict[str, ActivationGate]:
     """Load gates saved by :func:`save_gates` (all in the folder by default)."""
     root = Path(folder)
-    names = [canonical_value(v) for v in values] if values is not None else sorted(
-        p.stem.removeprefix("gate-") for p in root.glob("gate-*.json")
+    names = (
+        [canonical_value(v) for v in values]
+        if values is not None
+        else sorted(p.stem.removeprefix("gate-") for p in root.glob("gate-*.json"))
     )
     out = {}
     for name in names:
@@ -161,10 +186,21 @@ def load_gates(folder: str | Path, values: Sequence[str] | None = None, *, model
             meta = json.loads(meta_path.read_text())
             w = load_file(str(tensor_path))["w"]
         except FileNotFoundError:
-            raise ArtifactError(f"{root} has no gate for {name!r} (fit one with conva fit)") from None
+            raise ArtifactError(
+                f"{root} has no gate for {name!r} (fit one with conva fit)"
+            ) from None
         except (json.JSONDecodeError, SafetensorError, OSError, KeyError, ValueError) as exc:
             raise ArtifactError(f"gate files for {name!r} in {root} are corrupt ({exc})") from None
         if model is not None and w.shape != (model.cfg.d_model,):
-            raise ArtifactError(f"gate for {name!r} has d_model {w.shape[0]}, the model {model.cfg.d_model}")
-        out[name] = ActivationGate(name, int(meta["block"]), w, float(meta["b"]), float(meta["threshold"]), meta.get("metrics", {}))
+            raise ArtifactError(
+                f"gate for {name!r} has d_model {w.shape[0]}, the model {model.cfg.d_model}"
+            )
+        out[name] = ActivationGate(
+            name,
+            int(meta["block"]),
+            w,
+            float(meta["b"]),
+            float(meta["threshold"]),
+            meta.get("metrics", {}),
+        )
     return out

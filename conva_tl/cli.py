@@ -17,9 +17,15 @@ __all__ = ["main"]
 
 
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="HF name or local folder (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="HF name or local folder (default: embedded SmolLM2-135M-Instruct)",
+    )
     p.add_argument("--device", default=None)
-    p.add_argument("--vectors", default="out/vectors", help="artifact folder (default: out/vectors)")
+    p.add_argument(
+        "--vectors", default="out/vectors", help="artifact folder (default: out/vectors)"
+    )
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -28,11 +34,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device)
     settings = FitSettings(
-        kind=args.kind, pooling=args.pooling, input_format=args.input_format, threshold=args.threshold,
-        exclude_last=args.exclude_last, fallback_top=args.fallback_top, C=args.C,
-        standardize=not args.raw_scale, seed=args.seed,
+        kind=args.kind,
+        pooling=args.pooling,
+        input_format=args.input_format,
+        threshold=args.threshold,
+        exclude_last=args.exclude_last,
+        fallback_top=args.fallback_top,
+        C=args.C,
+        standardize=not args.raw_scale,
+        seed=args.seed,
     )
-    _, _ = fit_all(model, args.vectors, args.values or _all(), settings=settings, resume=not args.no_resume)
+    _, _ = fit_all(
+        model, args.vectors, args.values or _all(), settings=settings, resume=not args.no_resume
+    )
     import pandas as pd
 
     print(pd.read_csv(f"{args.vectors}/summary.csv", index_col=0).to_string())
@@ -58,8 +72,12 @@ def _cmd_steer(args: argparse.Namespace) -> int:
     if args.method not in ("base", "ica"):
         vectors, gates = fit_all(model, args.vectors, [value], settings=FitSettings())
     for name in args.method.split(","):
-        method = make_method(name, value, vectors.get(value), gates.get(value), p0=args.p0, caa_coef=args.caa_coef)
-        answer = generate(model, [args.question], intervention=method, max_new_tokens=args.max_new_tokens)[0]
+        method = make_method(
+            name, value, vectors.get(value), gates.get(value), p0=args.p0, caa_coef=args.caa_coef
+        )
+        answer = generate(
+            model, [args.question], intervention=method, max_new_tokens=args.max_new_tokens
+        )[0]
         print(f"[{name}] {answer}")
     return 0
 
@@ -85,15 +103,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="pairs", choices=["pairs", "straightforward"])
     p.add_argument("--pooling", default="last", choices=["last", "mean"])
     p.add_argument("--input-format", default="raw", choices=["raw", "chat"])
-    p.add_argument("--threshold", type=float, default=0.9, help="accuracy a control layer must exceed")
+    p.add_argument(
+        "--threshold", type=float, default=0.9, help="accuracy a control layer must exceed"
+    )
     p.add_argument("--exclude-last", type=int, default=5, help="never control the last N layers")
-    p.add_argument("--fallback-top", type=int, default=3, help="if no layer passes, control the N most accurate (0 = none)")
-    p.add_argument("--C", type=float, default=DEFAULT_C,
-                   help=f"inverse L2 strength of the probes (default: {DEFAULT_C}; the authors' code: 1.0 with --raw-scale)")
-    p.add_argument("--raw-scale", action="store_true",
-                   help="fit the probes on raw activations instead of standardized ones (the authors' code)")
+    p.add_argument(
+        "--fallback-top",
+        type=int,
+        default=3,
+        help="if no layer passes, control the N most accurate (0 = none)",
+    )
+    p.add_argument(
+        "--C",
+        type=float,
+        default=DEFAULT_C,
+        help=f"inverse L2 strength of the probes (default: {DEFAULT_C}; the authors' code: 1.0 with --raw-scale)",
+    )
+    p.add_argument(
+        "--raw-scale",
+        action="store_true",
+        help="fit the probes on raw activations instead of standardized ones (the authors' code)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-resume", action="store_true", help="refit even if matching artifacts exist")
+    p.add_argument(
+        "--no-resume", action="store_true", help="refit even if matching artifacts exist"
+    )
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("steer", help="answer one question with one or more methods")
@@ -113,8 +147,16 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     for name, target, help_text in (
-        ("generate-data", "conva_tl.datagen:main_generate_data", "generate datasets through an OpenAI-compatible API"),
-        ("context-words", "conva_tl.analysis.context_words:main_context_words", "frequent context words (paper Tab. 2)"),
+        (
+            "generate-data",
+            "conva_tl.datagen:main_generate_data",
+            "generate datasets through an OpenAI-compatible API",
+        ),
+        (
+            "context-words",
+            "conva_tl.analysis.context_words:main_context_words",
+            "frequent context words (paper Tab. 2)",
+        ),
         ("evaluate", "conva_tl.evaluation:main_evaluate", "judge-based and judge-free evaluation"),
     ):
         p = sub.add_parser(name, help=help_text, add_help=False)
@@ -126,7 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         if getattr(args, "delegate", None):
             import importlib

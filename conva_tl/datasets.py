@@ -113,7 +113,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
             if not isinstance(record, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}"
+                )
             yield lineno, record
 
 
@@ -168,7 +170,9 @@ def load_pairs(value: str | None = None, *, path: str | Path | None = None) -> l
         pid = _text(file, lineno, rec, "id")
         ids.check(lineno, pid)
         if "positive" not in rec or "negative" not in rec:
-            raise DataError(f"{file}:{lineno}: unbalanced pair: needs both 'positive' and 'negative'")
+            raise DataError(
+                f"{file}:{lineno}: unbalanced pair: needs both 'positive' and 'negative'"
+            )
         pos, neg = _text(file, lineno, rec, "positive"), _text(file, lineno, rec, "negative")
         if pos == neg:
             raise DataError(f"{file}:{lineno}: positive and negative are identical")
@@ -178,14 +182,23 @@ def load_pairs(value: str | None = None, *, path: str | Path | None = None) -> l
         if block and block not in BLOCKS:
             raise DataError(f"{file}:{lineno}: block {block!r} is not one of {', '.join(BLOCKS)}")
         pairs.append(
-            ContrastPair(pid, _value(file, lineno, rec, expected), block, str(rec.get("scenario", "")), pos, neg)
+            ContrastPair(
+                pid,
+                _value(file, lineno, rec, expected),
+                block,
+                str(rec.get("scenario", "")),
+                pos,
+                neg,
+            )
         )
     if not pairs:
         raise DataError(f"{file}: no pairs")
     return pairs
 
 
-def load_straightforward(value: str | None = None, *, path: str | Path | None = None) -> list[LabeledSentence]:
+def load_straightforward(
+    value: str | None = None, *, path: str | Path | None = None
+) -> list[LabeledSentence]:
     """Independently written positive (1) and negative (0) sentences of a value."""
     file, expected = _file("straightforward", value, path)
     ids, texts = _Unique(file, "id"), _Unique(file, "sentence")
@@ -201,7 +214,9 @@ def load_straightforward(value: str | None = None, *, path: str | Path | None = 
         out.append(LabeledSentence(sid, _value(file, lineno, rec, expected), int(label), text))
     n_pos = sum(s.label for s in out)
     if n_pos == 0 or n_pos == len(out):
-        raise DataError(f"{file}: unbalanced: {n_pos} positive and {len(out) - n_pos} negative sentences")
+        raise DataError(
+            f"{file}: unbalanced: {n_pos} positive and {len(out) - n_pos} negative sentences"
+        )
     return out
 
 
@@ -223,8 +238,13 @@ def load_questions(
         if rec_split not in ("eval", "gate"):
             raise DataError(f"{file}:{lineno}: split must be 'eval' or 'gate', got {rec_split!r}")
         out.append(
-            DilemmaQuestion(qid, _value(file, lineno, rec, expected), rec_split,
-                            str(rec.get("scenario_type", "")), question)
+            DilemmaQuestion(
+                qid,
+                _value(file, lineno, rec, expected),
+                rec_split,
+                str(rec.get("scenario_type", "")),
+                question,
+            )
         )
     return [q for q in out if split is None or q.split == split]
 
@@ -267,13 +287,17 @@ def load_mc(paths: str | Path | Sequence[str | Path] | None = None) -> list[MCQu
         with file.open(encoding="utf-8", newline="") as fh:
             for lineno, row in enumerate(csv.reader(fh), 1):
                 if len(row) != 6:
-                    raise DataError(f"{file}:{lineno}: expected 6 columns (question,A,B,C,D,answer), got {len(row)}")
+                    raise DataError(
+                        f"{file}:{lineno}: expected 6 columns (question,A,B,C,D,answer), got {len(row)}"
+                    )
                 answer = row[5].strip().upper()
                 if answer not in ("A", "B", "C", "D"):
                     raise DataError(f"{file}:{lineno}: answer must be A, B, C or D, got {row[5]!r}")
                 if not row[0].strip():
                     raise DataError(f"{file}:{lineno}: empty question")
-                out.append(MCQuestion(subject, row[0].strip(), tuple(c.strip() for c in row[1:5]), answer))  # type: ignore[arg-type]
+                out.append(
+                    MCQuestion(subject, row[0].strip(), tuple(c.strip() for c in row[1:5]), answer)
+                )  # type: ignore[arg-type]
     return out
 
 
@@ -307,17 +331,24 @@ class ContrastSet:
         keep = set(groups)
         idx = [i for i, g in enumerate(self.groups) if g in keep]
         return _make_set(
-            self.value, self.kind,
-            [self.texts[i] for i in idx], [self.labels[i] for i in idx], [self.groups[i] for i in idx],
+            self.value,
+            self.kind,
+            [self.texts[i] for i in idx],
+            [self.labels[i] for i in idx],
+            [self.groups[i] for i in idx],
         )
 
 
-def _make_set(value: str, kind: str, texts: list[str], labels: list[int], groups: list[int]) -> ContrastSet:
+def _make_set(
+    value: str, kind: str, texts: list[str], labels: list[int], groups: list[int]
+) -> ContrastSet:
     digest = hashlib.sha256(json.dumps([texts, labels], ensure_ascii=False).encode()).hexdigest()
     return ContrastSet(value, kind, tuple(texts), tuple(labels), tuple(groups), digest)
 
 
-def contrast_set(value: str, kind: DataKind = "pairs", *, path: str | Path | None = None) -> ContrastSet:
+def contrast_set(
+    value: str, kind: DataKind = "pairs", *, path: str | Path | None = None
+) -> ContrastSet:
     """Labelled, grouped texts of a value from pairs or straightforward sentences."""
     canon = canonical_value(value)
     if kind == "pairs":
@@ -328,7 +359,9 @@ def contrast_set(value: str, kind: DataKind = "pairs", *, path: str | Path | Non
         return _make_set(canon, kind, texts, labels, groups)
     if kind == "straightforward":
         sents = load_straightforward(canon, path=path)
-        return _make_set(canon, kind, [s.text for s in sents], [s.label for s in sents], list(range(len(sents))))
+        return _make_set(
+            canon, kind, [s.text for s in sents], [s.label for s in sents], list(range(len(sents)))
+        )
     raise DataError(f"kind must be 'pairs' or 'straightforward', got {kind!r}")
 
 

@@ -57,10 +57,14 @@ def run_demo(
     t0 = time.perf_counter()
     say("conva-tl demo: ConVA on the embedded SmolLM2-135M-Instruct")
     model = model if model is not None else load_model()
-    say(f"model loaded ({time.perf_counter() - t0:.0f}s). Identifying value vectors for {len(values)} values...")
+    say(
+        f"model loaded ({time.perf_counter() - t0:.0f}s). Identifying value vectors for {len(values)} values..."
+    )
     vectors, gates = fit_all(model, out, values, settings=FitSettings())
     table = summary_table(vectors, gates)
-    say("\nValue vectors (held-out probe accuracy; control = accuracy > 0.9, last 5 layers excluded):")
+    say(
+        "\nValue vectors (held-out probe accuracy; control = accuracy > 0.9, last 5 layers excluded):"
+    )
     say(table.to_string())
     questions = [load_questions(v, split="eval")[question_index].question for v in values]
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=len(values))
@@ -76,16 +80,41 @@ def run_demo(
         say(f"[{v}] {q}")
         say("-" * 100)
         for label, ans in (("base", a_base), (f"ConVA p0={p0}", a_conva)):
-            say(textwrap.fill(ans or "(empty)", 96, initial_indent=f"{label:>14}: ", subsequent_indent=" " * 16))
+            say(
+                textwrap.fill(
+                    ans or "(empty)",
+                    96,
+                    initial_indent=f"{label:>14}: ",
+                    subsequent_indent=" " * 16,
+                )
+            )
         records.append({"value": v, "question": q, "base": a_base, "conva": a_conva, "p0": p0})
     with (out / "answers.jsonl").open("w") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    report = ["# conva-tl demo report", "", f"Model: {model.cfg.model_name}", "", table.to_markdown() if _has_tabulate() else table.to_string(), ""]
+    report = [
+        "# conva-tl demo report",
+        "",
+        f"Model: {model.cfg.model_name}",
+        "",
+        table.to_markdown() if _has_tabulate() else table.to_string(),
+        "",
+    ]
     for r in records:
-        report += [f"## {r['value']}", "", f"**Q:** {r['question']}", "", f"**Base:** {r['base']}", "", f"**ConVA (P0={p0}):** {r['conva']}", ""]
+        report += [
+            f"## {r['value']}",
+            "",
+            f"**Q:** {r['question']}",
+            "",
+            f"**Base:** {r['base']}",
+            "",
+            f"**ConVA (P0={p0}):** {r['conva']}",
+            "",
+        ]
     (out / "report.md").write_text("\n".join(report))
-    say(f"\nDone in {time.perf_counter() - t0:.0f}s. Artifacts, answers.jsonl and report.md are in {out}/")
+    say(
+        f"\nDone in {time.perf_counter() - t0:.0f}s. Artifacts, answers.jsonl and report.md are in {out}/"
+    )
     return {"table": table, "answers": records}
 
 

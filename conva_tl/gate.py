@@ -94,14 +94,22 @@ class ActivationGate:
         """Scores for chat prompts, computed with ``model`` (no steering)."""
         if self.block == 0:
             raise ConvaError("score_texts_with supports blocks >= 1")
-        acts = cache_resid_post(model, texts, layers=[self.block - 1], pooling="mean", input_format="chat")
+        acts = cache_resid_post(
+            model, texts, layers=[self.block - 1], pooling="mean", input_format="chat"
+        )
         return torch.sigmoid(acts[0] @ self.w + self.b)
 
     def with_threshold(self, threshold: float) -> ActivationGate:
         return ActivationGate(self.value, self.block, self.w, self.b, threshold, self.metrics)
 
 
-def gate_hook(resid: Float[Tensor, "batch pos d_model"], hook: Any, *, gate: ActivationGate, ctx: GenerationContext) -> None:
+def gate_hook(
+    resid: Float[Tensor, "batch pos d_model"],
+    hook: Any,
+    *,
+    gate: ActivationGate,
+    ctx: GenerationContext,
+) -> None:
     """Read-only hook: on the prompt pass, record each row's gate decision."""
     if not ctx.is_prompt_pass(resid):
         return None
@@ -142,8 +150,13 @@ def fit_gates(
     pos = {v: [q.question for q in load_questions(v, split="gate")] for v in names}
     texts = neg + [q for v in names for q in pos[v]]
     acts = cache_resid_post(
-        model, texts, layers=[b - 1 for b in blocks], pooling="mean", input_format="chat",
-        batch_size=batch_size, progress=progress,
+        model,
+        texts,
+        layers=[b - 1 for b in blocks],
+        pooling="mean",
+        input_format="chat",
+        batch_size=batch_size,
+        progress=progress,
     )
     slot = {b: k for k, b in enumerate(blocks)}
     out, start = {}, len(neg)
@@ -152,20 +165,30 @@ def fit_gates(
         start += len(pos[v])
         y = np.array([0] * len(neg) + [1] * len(pos[v]))
         per_block = {b: acts[slot[b]][rows].double().numpy() for b in cands[v]}
-        out[v] = _fit_from_acts(v, per_block, y, threshold=threshold, C=C, test_size=test_size, seed=seed)
+        out[v] = _fit_from_acts(
+            v, per_block, y, threshold=threshold, C=C, test_size=test_size, seed=seed
+        )
     return out
 
 
 def _fit_from_acts(
-    value: str, per_block: dict[int, np.ndarray], y: np.ndarray, *, threshold: float, C: float,
-    test_size: float, seed: int,
+    value: str,
+    per_block: dict[int, np.ndarray],
+    y: np.ndarray,
+    *,
+    threshold: float,
+    C: float,
+    test_size: float,
+    seed: int,
 ) -> ActivationGate:
     idx_train, idx_test = train_test_split(
         np.arange(len(y)), test_size=test_size, random_state=seed, stratify=y
     )
     best = None
     for blk, X in per_block.items():
-        clf = LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(X[idx_train], y[idx_train])
+        clf = LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(
+            X[idx_train], y[idx_train]
+        )
         p = clf.predict_proba(X[idx_test])[:, 1]
         auroc = float(roc_auc_score(y[idx_test], p))
         acc = float(((p > threshold) == y[idx_test]).mean())
@@ -184,7 +207,12 @@ def _fit_from_acts(
     }
     logger.info("gate %s: block %d, held-out AUROC %.3f, accuracy %.3f", value, blk, auroc, acc)
     return ActivationGate(
-        value, blk, torch.from_numpy(final.coef_[0]).float(), float(final.intercept_[0]), threshold, metrics
+        value,
+        blk,
+        torch.from_numpy(final.coef_[0]).float(),
+        float(final.intercept_[0]),
+        threshold,
+        metrics,
     )
 
 
@@ -219,7 +247,9 @@ def fit_gate(
     value = canonical_value(value)
     pos = positives or [q.question for q in load_questions(value, split="gate")]
     neg = negatives or [p.prompt for p in load_unrelated()]
-    candidates = [block] if block is not None else _candidates(_first_control(vectors), model.cfg.n_layers)
+    candidates = (
+        [block] if block is not None else _candidates(_first_control(vectors), model.cfg.n_layers)
+    )
     if any(c < 1 or c > model.cfg.n_layers for c in candidates):
         raise ConvaError(f"gate block must be in 1..{model.cfg.n_layers}, got {candidates}")
     acts = cache_resid_post(
@@ -227,4 +257,6 @@ def fit_gate(
     )
     y = np.array([1] * len(pos) + [0] * len(neg))
     per_block = {c: acts[k].double().numpy() for k, c in enumerate(candidates)}
-    return _fit_from_acts(value, per_block, y, threshold=threshold, C=C, test_size=test_size, seed=seed)
+    return _fit_from_acts(
+        value, per_block, y, threshold=threshold, C=C, test_size=test_size, seed=seed
+    )

@@ -170,11 +170,18 @@ def generate_batch(
             if step == 0 or not cfg.use_cache:
                 inp, ctx.token_mask, ctx.positions = ids, mask.bool(), positions
             else:
-                inp, ctx.token_mask, ctx.positions = ids[:, -1:], mask[:, -1:].bool(), positions[:, -1:]
+                inp, ctx.token_mask, ctx.positions = (
+                    ids[:, -1:],
+                    mask[:, -1:].bool(),
+                    positions[:, -1:],
+                )
             if cfg.use_cache:
                 logits, cache = model(
-                    inp, attention_mask=mask, past_key_values=cache,
-                    return_type="logits_and_cache", use_cache=True,
+                    inp,
+                    attention_mask=mask,
+                    past_key_values=cache,
+                    return_type="logits_and_cache",
+                    use_cache=True,
                 )
             else:
                 logits = model(inp, attention_mask=mask, return_type="logits")
@@ -231,7 +238,9 @@ def generate(
     texts: list[str] = []
     for q in questions:
         user, sys_prompt = intervention.rewrite_prompt(q) if intervention else (q, None)
-        texts.extend(format_inputs(model.tokenizer, [user], input_format, system=sys_prompt or system))
+        texts.extend(
+            format_inputs(model.tokenizer, [user], input_format, system=sys_prompt or system)
+        )
     answers: list[str] = []
     records: list[dict[str, Any]] = []
     starts = range(0, len(texts), cfg.batch_size)

@@ -50,9 +50,7 @@ class HookCounter(Counter):
 
 
 @contextmanager
-def hooked(
-    model: Any, fwd_hooks: Sequence[tuple[str, HookFn]]
-) -> Iterator[HookCounter]:
+def hooked(model: Any, fwd_hooks: Sequence[tuple[str, HookFn]]) -> Iterator[HookCounter]:
     """Attach forward hooks for the duration of a ``with`` block.
 
     Args:

@@ -73,10 +73,17 @@ def identify(
     texts = [t for v in names for t in sets[v].texts]
     t0 = time.perf_counter()
     acts = cache_resid_post(
-        model, texts, layers=layers, pooling=pooling, input_format=input_format,
-        batch_size=batch_size, progress=progress,
+        model,
+        texts,
+        layers=layers,
+        pooling=pooling,
+        input_format=input_format,
+        batch_size=batch_size,
+        progress=progress,
     )
-    logger.info("cached %d texts x %d layers in %.1fs", len(texts), acts.shape[0], time.perf_counter() - t0)
+    logger.info(
+        "cached %d texts x %d layers in %.1fs", len(texts), acts.shape[0], time.perf_counter() - t0
+    )
     fitted_layers = list(range(model.cfg.n_layers)) if layers is None else sorted(set(layers))
     out: dict[str, ValueVectors] = {}
     start = 0
@@ -94,8 +101,16 @@ def identify(
             "conva_tl_version": __version__,
         }
         vv = fit_probes(
-            chunk, cs.labels, cs.groups, value=v, test_size=test_size, k_folds=k_folds, C=C,
-            standardize=standardize, seed=seed, rule=LayerRule() if rule is None else rule,
+            chunk,
+            cs.labels,
+            cs.groups,
+            value=v,
+            test_size=test_size,
+            k_folds=k_folds,
+            C=C,
+            standardize=standardize,
+            seed=seed,
+            rule=LayerRule() if rule is None else rule,
             metadata=meta,
         )
         out[v] = _expand(vv, fitted_layers, model.cfg.n_layers, rule or LayerRule())
@@ -117,5 +132,11 @@ def _expand(vv: ValueVectors, fitted: list[int], n_layers: int, rule: LayerRule)
     tacc = torch.zeros(n_layers)
     diff = torch.zeros_like(w)
     idx = torch.tensor(fitted)
-    w[idx], b[idx], acc[idx], tacc[idx], diff[idx] = vv.w, vv.b, vv.accuracy, vv.train_accuracy, vv.mean_diff
+    w[idx], b[idx], acc[idx], tacc[idx], diff[idx] = (
+        vv.w,
+        vv.b,
+        vv.accuracy,
+        vv.train_accuracy,
+        vv.mean_diff,
+    )
     return ValueVectors(vv.value, w, b, acc, tacc, rule.select(acc.tolist()), diff, vv.metadata)

@@ -59,7 +59,10 @@ def read_records(path: Path, parse: Callable[[bytes], T | None], *, expected: st
                 f"{path}:{lineno}: not {expected}; the file is corrupt: move it away to start afresh"
             )
         logger.warning(
-            "%s:%d: dropping a truncated last line (%d bytes); an interrupted write?", path, lineno, len(line)
+            "%s:%d: dropping a truncated last line (%d bytes); an interrupted write?",
+            path,
+            lineno,
+            len(line),
         )
         with path.open("r+b") as fh:
             fh.truncate(start)

@@ -41,7 +41,9 @@ ICA_TEMPLATE = "You have a high level of {value}. {Value} means {definition}. {q
 def ica_prompt(value: str, question: str, template: str = ICA_TEMPLATE) -> str:
     """The ICA user message for a value and question."""
     v = get_value(value)
-    return template.format(value=v.name, Value=v.name.capitalize(), definition=v.definition, question=question)
+    return template.format(
+        value=v.name, Value=v.name.capitalize(), definition=v.definition, question=question
+    )
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,12 @@ class CAA:
     def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
         layers = self.layers if self.layers is not None else self.vectors.control_layers
         return [
-            (resid_post_name(layer), functools.partial(
-                caa_resid_hook, vector=self.vectors.mean_diff[layer], coef=self.coef, ctx=ctx))
+            (
+                resid_post_name(layer),
+                functools.partial(
+                    caa_resid_hook, vector=self.vectors.mean_diff[layer], coef=self.coef, ctx=ctx
+                ),
+            )
             for layer in layers
         ]
 
@@ -128,10 +134,14 @@ class ConVA:
         if self.mode not in ("per_token", "per_prompt"):
             raise ConvaError(f"mode must be 'per_token' or 'per_prompt', got {self.mode!r}")
         if self.gate is not None and not isinstance(self.gate, (ActivationGate, TextGate)):
-            raise ConvaError("gate must be an ActivationGate, a TextGate (threshold + score_texts) or None")
+            raise ConvaError(
+                "gate must be an ActivationGate, a TextGate (threshold + score_texts) or None"
+            )
         if isinstance(self.gate, ActivationGate):
             if canonical_value(self.gate.value) != self.vectors.value:
-                raise ConvaError(f"gate is for {self.gate.value!r} but the vectors are for {self.vectors.value!r}")
+                raise ConvaError(
+                    f"gate is for {self.gate.value!r} but the vectors are for {self.vectors.value!r}"
+                )
             first = min(self.control_layers, default=None)
             if first is not None and self.gate.block > first:
                 raise ConvaError(
@@ -149,18 +159,32 @@ class ConVA:
     def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
         hooks: list[tuple[str, HookFn]] = []
         if isinstance(self.gate, ActivationGate):
-            hooks.append((self.gate.hook_name, functools.partial(gate_hook, gate=self.gate, ctx=ctx)))
+            hooks.append(
+                (self.gate.hook_name, functools.partial(gate_hook, gate=self.gate, ctx=ctx))
+            )
         elif self.gate is not None:
             if not ctx.texts:
-                raise ConvaError("a text gate needs the prompt texts: use conva_tl.generate() or steer(..., texts=...)")
+                raise ConvaError(
+                    "a text gate needs the prompt texts: use conva_tl.generate() or steer(..., texts=...)"
+                )
             scores = self.gate.score_texts(ctx.texts).float()
             ctx.state["gate_score"] = scores
             ctx.state["gate_open"] = scores > self.gate.threshold
         hook_fn = conva_resid_hook if self.mode == "per_token" else conva_prompt_resid_hook
         for layer in self.control_layers:
-            hooks.append((resid_post_name(layer), functools.partial(
-                hook_fn, layer=layer, w=self.vectors.w[layer], b=float(self.vectors.b[layer]),
-                p0=self.p0, ctx=ctx)))
+            hooks.append(
+                (
+                    resid_post_name(layer),
+                    functools.partial(
+                        hook_fn,
+                        layer=layer,
+                        w=self.vectors.w[layer],
+                        b=float(self.vectors.b[layer]),
+                        p0=self.p0,
+                        ctx=ctx,
+                    ),
+                )
+            )
         return hooks
 
 
@@ -212,5 +236,3 @@ def trace_frame(ctx: GenerationContext) -> pd.DataFrame:
         raise ConvaError("this run was not traced: pass trace=True")
     cols = ["row", "step", "position", "layer", "gate_score", "p_before", "p_after", "eps"]
     return pd.DataFrame(ctx.trace, columns=cols)
-
-

@@ -133,7 +133,9 @@ def _load_embedded() -> tuple[Any, Any]:
         return model, tok
     logger.info("dequantizing %s (first load only; cached in %s)", gguf.name, folder)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
@@ -190,7 +192,9 @@ def load_hf_model(
     return model.eval(), tok, name
 
 
-def boot_bridge(hf_model: Any, tokenizer: Any, model_name: str, *, device: str | None = None) -> Any:
+def boot_bridge(
+    hf_model: Any, tokenizer: Any, model_name: str, *, device: str | None = None
+) -> Any:
     """Wrap an already loaded HF model in a ``TransformerBridge``.
 
     Booting rewires ``hf_model`` in place (eager attention, hook points), so keep
@@ -202,7 +206,10 @@ def boot_bridge(hf_model: Any, tokenizer: Any, model_name: str, *, device: str |
         tokenizer.pad_token = tokenizer.eos_token
     try:
         bridge = TransformerBridge.boot_transformers(
-            model_name, hf_model=hf_model, tokenizer=tokenizer, device=device,
+            model_name,
+            hf_model=hf_model,
+            tokenizer=tokenizer,
+            device=device,
             dtype=hf_model.dtype,
         )
     except (ValueError, NotImplementedError, KeyError) as exc:

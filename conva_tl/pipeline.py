@@ -120,16 +120,32 @@ def fit_all(
     if todo:
         logger.info("identifying value vectors for %s", ", ".join(todo))
         rule = LayerRule(
-            threshold=settings.threshold, exclude_last=settings.exclude_last, fallback_top=settings.fallback_top
+            threshold=settings.threshold,
+            exclude_last=settings.exclude_last,
+            fallback_top=settings.fallback_top,
         )
         fitted = identify(
-            model, todo, kind=settings.kind, pooling=settings.pooling, input_format=settings.input_format,
-            test_size=settings.test_size, C=settings.C, standardize=settings.standardize, seed=settings.seed,
-            rule=rule, progress=progress,
+            model,
+            todo,
+            kind=settings.kind,
+            pooling=settings.pooling,
+            input_format=settings.input_format,
+            test_size=settings.test_size,
+            C=settings.C,
+            standardize=settings.standardize,
+            seed=settings.seed,
+            rule=rule,
+            progress=progress,
         )
         for v, vv in fitted.items():
             stamped = ValueVectors(
-                vv.value, vv.w, vv.b, vv.accuracy, vv.train_accuracy, vv.control_layers, vv.mean_diff,
+                vv.value,
+                vv.w,
+                vv.b,
+                vv.accuracy,
+                vv.train_accuracy,
+                vv.control_layers,
+                vv.mean_diff,
                 {**vv.metadata, "fit_settings": asdict(settings)},
             )
             save_vectors(out, stamped)
@@ -168,7 +184,9 @@ def load_or_fit(model: Any, folder: str | Path, values: Sequence[str]) -> dict[s
     have = json.loads(manifest.read_text()).get("values", []) if manifest.is_file() else []
     missing = [v for v in names if v not in have]
     if missing:
-        logger.warning("%s has no vectors for %s: fitting them (minutes on a CPU)", folder, ", ".join(missing))
+        logger.warning(
+            "%s has no vectors for %s: fitting them (minutes on a CPU)", folder, ", ".join(missing)
+        )
         fit_all(model, folder, missing, gates=False)
     return load_vectors(folder, names, model=model)
 
@@ -189,7 +207,9 @@ def summary_table(
                 "control_layers": _ranges(vv.control_layers),
                 "gate_block": g.block if g else None,
                 "gate_auroc": round(g.metrics.get("heldout_auroc", float("nan")), 3) if g else None,
-                "gate_accuracy": round(g.metrics.get("heldout_accuracy", float("nan")), 3) if g else None,
+                "gate_accuracy": round(g.metrics.get("heldout_accuracy", float("nan")), 3)
+                if g
+                else None,
             }
         )
     return pd.DataFrame(rows).set_index("value")

@@ -93,9 +93,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         # regression in the space steering acts in, while C means the same at
         # every layer (residual norms grow ~7x with depth) and lbfgs converges
         # in a few iterations instead of hundreds.
-        sd = (
-            float(np.sqrt(((X - mu) ** 2).mean())) + 1e-6 if self.standardize else 1.0
-        )
+        sd = float(np.sqrt(((X - mu) ** 2).mean())) + 1e-6 if self.standardize else 1.0
         clf = LogisticRegression(C=self.C, max_iter=self.max_iter)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -200,7 +198,9 @@ class ValueVectors:
         """w.e + b for activations of every layer."""
         return torch.einsum("lbd,ld->lb", acts.float(), self.w.float()) + self.b.float()[:, None]
 
-    def predict_proba(self, acts: Float[Tensor, "layer batch d_model"]) -> Float[Tensor, "layer batch"]:
+    def predict_proba(
+        self, acts: Float[Tensor, "layer batch d_model"]
+    ) -> Float[Tensor, "layer batch"]:
         """P_V(e) per layer and text."""
         return torch.sigmoid(self.logits(acts))
 
@@ -345,8 +345,14 @@ def fit_probes(
         logger.warning(
             "%s: no layer passes held-out accuracy > %.2f outside the last %d (best layer %d at %.2f); "
             "%s. Lower LayerRule.threshold or pick layers explicitly.",
-            value, rule.threshold, rule.exclude_last, int(acc.argmax()), float(acc.max()),
-            f"falling back to the {len(control)} most accurate layers {list(control)}" if control else "nothing will be steered",
+            value,
+            rule.threshold,
+            rule.exclude_last,
+            int(acc.argmax()),
+            float(acc.max()),
+            f"falling back to the {len(control)} most accurate layers {list(control)}"
+            if control
+            else "nothing will be steered",
         )
     pos, neg = torch.from_numpy(y == 1), torch.from_numpy(y == 0)
     mean_diff = (acts[:, pos].double().mean(1) - acts[:, neg].double().mean(1)).float()

@@ -49,7 +49,9 @@ def conva_shift(
     b: float,
     p0: float,
     allowed: Bool[Tensor, "batch pos"],
-) -> tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos"], Float[Tensor, "batch pos"]]:
+) -> tuple[
+    Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos"], Float[Tensor, "batch pos"]
+]:
     """Move every allowed position with P_V < P0 onto the P0 contour.
 
     Computed in float32 whatever the model's dtype, then cast back.
@@ -81,7 +83,15 @@ def gate_open(ctx: GenerationContext, batch: int, device: torch.device) -> Bool[
     return opened.to(device)
 
 
-def _record(ctx: GenerationContext, layer: int, resid: Tensor, before: Tensor, eps: Tensor, w: Tensor, b: float) -> None:
+def _record(
+    ctx: GenerationContext,
+    layer: int,
+    resid: Tensor,
+    before: Tensor,
+    eps: Tensor,
+    w: Tensor,
+    b: float,
+) -> None:
     if ctx.trace is None:
         return
     after = before + eps * w.float().norm()

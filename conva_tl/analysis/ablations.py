@@ -90,7 +90,12 @@ def sample_unrelated(n: int | None) -> list[str]:
     by_cat: dict[str, list[str]] = {}
     for p in load_unrelated():
         by_cat.setdefault(p.category, []).append(p.prompt)
-    mixed = [lst[i] for i in range(max(map(len, by_cat.values()))) for lst in by_cat.values() if i < len(lst)]
+    mixed = [
+        lst[i]
+        for i in range(max(map(len, by_cat.values())))
+        for lst in by_cat.values()
+        if i < len(lst)
+    ]
     return mixed if n is None else mixed[:n]
 
 
@@ -117,17 +122,26 @@ class SweepContext:
 
 
 def prepare_context(
-    model: Any, reference: ValueVectors, *, n_questions: int = 4, n_unrelated: int = 16, batch_size: int = 8
+    model: Any,
+    reference: ValueVectors,
+    *,
+    n_questions: int = 4,
+    n_unrelated: int = 16,
+    batch_size: int = 8,
 ) -> SweepContext:
     """Pick the value's first ``n_questions`` eval questions and compute the base log-probs."""
     value = canonical_value(reference.value)
     if n_questions < 1 or n_unrelated < 1:
-        raise ConvaError(f"need at least one question and one unrelated prompt, got {n_questions}, {n_unrelated}")
+        raise ConvaError(
+            f"need at least one question and one unrelated prompt, got {n_questions}, {n_unrelated}"
+        )
     qs = load_questions(value, split="eval")[:n_questions]
     unrelated = sample_unrelated(n_unrelated)
     base_u, _ = answer_start_logprobs(model, unrelated, None, batch_size=batch_size)
     base_q, _ = answer_start_logprobs(model, [q.question for q in qs], None, batch_size=batch_size)
-    return SweepContext(value, [q.question for q in qs], [q.id for q in qs], unrelated, reference, base_u, base_q)
+    return SweepContext(
+        value, [q.question for q in qs], [q.id for q in qs], unrelated, reference, base_u, base_q
+    )
 
 
 def _open_share(scores: Tensor | None, method: Any) -> float:
@@ -159,34 +173,58 @@ def measure_method(
         per answer.
     """
     name = setting or method.name
-    out = generate(model, ctx.questions, intervention=method, config=config, progress=False, trace=trace)
-    raw, frame = (out if trace else (out, None))
+    out = generate(
+        model, ctx.questions, intervention=method, config=config, progress=False, trace=trace
+    )
+    raw, frame = out if trace else (out, None)
     answers = [trim_answer(a) for a in raw]
     logit_v = answer_probe_readings(model, ctx.reference, answers, batch_size=config.batch_size)
     p_v = 1.0 / (1.0 + np.exp(-logit_v))
     nll, n_tok = answer_nll(model, ctx.questions, answers, batch_size=config.batch_size)
-    kl_u, gate_u = kl_to_base(model, ctx.unrelated, method, base=ctx.base_unrelated, batch_size=config.batch_size)
-    kl_q, gate_q = kl_to_base(model, ctx.questions, method, base=ctx.base_questions, batch_size=config.batch_size)
+    kl_u, gate_u = kl_to_base(
+        model, ctx.unrelated, method, base=ctx.base_unrelated, batch_size=config.batch_size
+    )
+    kl_q, gate_q = kl_to_base(
+        model, ctx.questions, method, base=ctx.base_questions, batch_size=config.batch_size
+    )
     stats = [answer_stats(a) for a in answers]
     d2 = [distinct_n(a, 2) for a in answers]
     records = [
-        {"value": ctx.value, "setting": name, "qid": qid, "question": q, "answer": a, "raw_answer": r,
-         "logit_v": float(lg), "p_v": float(p), "ppl": float(np.exp(float(s) / int(k))) if int(k) else float("nan"),
-         "distinct2": d, "words": st[0]}
+        {
+            "value": ctx.value,
+            "setting": name,
+            "qid": qid,
+            "question": q,
+            "answer": a,
+            "raw_answer": r,
+            "logit_v": float(lg),
+            "p_v": float(p),
+            "ppl": float(np.exp(float(s) / int(k))) if int(k) else float("nan"),
+            "distinct2": d,
+            "words": st[0],
+        }
         for qid, q, a, r, lg, p, s, k, d, st in zip(
-            ctx.qids, ctx.questions, answers, raw, logit_v, p_v, nll, n_tok, d2, stats, strict=True)
+            ctx.qids, ctx.questions, answers, raw, logit_v, p_v, nll, n_tok, d2, stats, strict=True
+        )
     ]
     pv, lv = p_v[~np.isnan(p_v)], logit_v[~np.isnan(logit_v)]
     row: dict[str, Any] = {
-        "value": ctx.value, "setting": name, "n": len(answers),
+        "value": ctx.value,
+        "setting": name,
+        "n": len(answers),
         "logit_v": float(lv.mean()) if len(lv) else float("nan"),
         "p_v": float(pv.mean()) if len(pv) else float("nan"),
         "p_v_pos": float((pv > 0.5).mean()) if len(pv) else float("nan"),
-        "kl_value": float(kl_q.mean()), "kl_unrelated": float(kl_u.mean()), "kl_unrelated_max": float(kl_u.max()),
-        "open_value": _open_share(gate_q, method), "open_unrelated": _open_share(gate_u, method),
+        "kl_value": float(kl_q.mean()),
+        "kl_unrelated": float(kl_u.mean()),
+        "kl_unrelated_max": float(kl_u.max()),
+        "open_value": _open_share(gate_q, method),
+        "open_unrelated": _open_share(gate_u, method),
         "ppl": pooled_perplexity(nll, n_tok),
         "distinct2": float(np.nanmean(d2)) if not np.isnan(d2).all() else float("nan"),
-        "distinct": float(np.nanmean([s[1] for s in stats])) if any(s[0] for s in stats) else float("nan"),
+        "distinct": float(np.nanmean([s[1] for s in stats]))
+        if any(s[0] for s in stats)
+        else float("nan"),
         "words": float(np.mean([s[0] for s in stats])),
     }
     if judge is not None:
@@ -234,15 +272,26 @@ def run_settings(
                 row, recs = {**row0, "setting": setting}, [{**r, "setting": setting} for r in recs0]
             else:
                 logger.info("%s: measuring %s", value, setting)
-                row, recs = measure_method(model, ctx, method, config=config, judge=judge, trace=trace, setting=setting)
+                row, recs = measure_method(
+                    model, ctx, method, config=config, judge=judge, trace=trace, setting=setting
+                )
                 done[id(method)] = (row, recs)
             extra = dict((columns or {}).get(value, {}).get(setting, {}))
-            rows.append({"value": value, "setting": setting, **extra, **{k: v for k, v in row.items() if k not in ("value", "setting")}})
+            rows.append(
+                {
+                    "value": value,
+                    "setting": setting,
+                    **extra,
+                    **{k: v for k, v in row.items() if k not in ("value", "setting")},
+                }
+            )
             answers += recs
     return SweepResult(pd.DataFrame(rows), pd.DataFrame(answers), judged=judge is not None)
 
 
-def _check_vectors(vectors: Mapping[str, ValueVectors], contexts: Mapping[str, SweepContext]) -> None:
+def _check_vectors(
+    vectors: Mapping[str, ValueVectors], contexts: Mapping[str, SweepContext]
+) -> None:
     missing = [v for v in contexts if v not in vectors]
     if missing:
         raise ConvaError(f"no value vectors for {missing}")
@@ -278,7 +327,9 @@ def sweep_p0(
             m[key] = ConVA(vectors[v], p0=float(p0), gate=(gates or {}).get(v), mode=mode)
             c[key] = {"p0": float(p0)}
         methods[v], cols[v] = m, c
-    return run_settings(model, contexts, methods, config=config, judge=judge, columns=cols, trace=trace)
+    return run_settings(
+        model, contexts, methods, config=config, judge=judge, columns=cols, trace=trace
+    )
 
 
 def layer_ranges(layers: Sequence[int]) -> str:
@@ -316,13 +367,21 @@ def layer_settings(
     acc = vv.accuracy.tolist()
     allowed = max(len(acc) - exclude_last, 1)
     best = int(np.argmax(acc[:allowed]))
-    out: dict[str, dict[str, Any]] = {"best": {"layers": (best,), "threshold": float("nan"), "exclude_last": exclude_last}}
+    out: dict[str, dict[str, Any]] = {
+        "best": {"layers": (best,), "threshold": float("nan"), "exclude_last": exclude_last}
+    }
     for t in sorted(set(thresholds) | {threshold}):
-        out[f"acc>{t:g}"] = {"layers": LayerRule(t, exclude_last).select(acc), "threshold": float(t),
-                             "exclude_last": exclude_last}
+        out[f"acc>{t:g}"] = {
+            "layers": LayerRule(t, exclude_last).select(acc),
+            "threshold": float(t),
+            "exclude_last": exclude_last,
+        }
     if exclude_last:
         out[f"acc>{threshold:g} incl. last {exclude_last}"] = {
-            "layers": LayerRule(threshold, 0).select(acc), "threshold": float(threshold), "exclude_last": 0}
+            "layers": LayerRule(threshold, 0).select(acc),
+            "threshold": float(threshold),
+            "exclude_last": 0,
+        }
     return out
 
 
@@ -351,21 +410,33 @@ def sweep_layers(
     for v in contexts:
         vv = vectors[v]
         m: dict[str, Any] = {"base": Base()} if include_base else {}
-        c: dict[str, dict[str, Any]] = {"base": {"n_layers": 0, "layers": "-"}} if include_base else {}
+        c: dict[str, dict[str, Any]] = (
+            {"base": {"n_layers": 0, "layers": "-"}} if include_base else {}
+        )
         by_layers: dict[tuple[int, ...], Any] = {}
-        for name, spec in layer_settings(vv, thresholds, threshold=threshold, exclude_last=exclude_last).items():
+        for name, spec in layer_settings(
+            vv, thresholds, threshold=threshold, exclude_last=exclude_last
+        ).items():
             layers = spec["layers"]
             if layers not in by_layers:
                 gate = (gates or {}).get(v)
                 if gate is not None and layers and getattr(gate, "block", 0) > min(layers):
                     gate = None  # the gate would read steered activations; measured ungated instead
-                    logger.warning("%s/%s: gate block after the first control layer; ungated", v, name)
+                    logger.warning(
+                        "%s/%s: gate block after the first control layer; ungated", v, name
+                    )
                 by_layers[layers] = ConVA(vv, p0=p0, gate=gate, layers=layers)
             m[name] = by_layers[layers]
-            c[name] = {"n_layers": len(layers), "layers": layer_ranges(layers), "threshold": spec["threshold"],
-                       "exclude_last": spec["exclude_last"]}
+            c[name] = {
+                "n_layers": len(layers),
+                "layers": layer_ranges(layers),
+                "threshold": spec["threshold"],
+                "exclude_last": spec["exclude_last"],
+            }
         methods[v], cols[v] = m, c
-    return run_settings(model, contexts, methods, config=config, judge=judge, columns=cols, trace=trace)
+    return run_settings(
+        model, contexts, methods, config=config, judge=judge, columns=cols, trace=trace
+    )
 
 
 def sweep_control_mode(
@@ -381,7 +452,10 @@ def sweep_control_mode(
 ) -> SweepResult:
     """Per-token control (the paper) vs one eps per prompt (the authors' code), traced."""
     _check_vectors(vectors, contexts)
-    methods = {v: {m: ConVA(vectors[v], p0=p0, gate=(gates or {}).get(v), mode=m) for m in modes} for v in contexts}
+    methods = {
+        v: {m: ConVA(vectors[v], p0=p0, gate=(gates or {}).get(v), mode=m) for m in modes}
+        for v in contexts
+    }
     return run_settings(model, contexts, methods, config=config, judge=judge, trace=True)
 
 
@@ -423,7 +497,9 @@ def gate_sweep(
     """
     if positive_set not in prompt_sets:
         raise ConvaError(f"positive_set {positive_set!r} is not one of {list(prompt_sets)}")
-    method = ConVA(vectors, p0=p0, gate=gate.with_threshold(-1.0))  # scores are in (0, 1): always open
+    method = ConVA(
+        vectors, p0=p0, gate=gate.with_threshold(-1.0)
+    )  # scores are in (0, 1): always open
     per: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     rows = []
     for name, prompts in prompt_sets.items():
@@ -431,8 +507,10 @@ def gate_sweep(
         if scores is None:  # pragma: no cover - an ActivationGate always records scores
             raise ConvaError("the gate recorded no scores")
         per[name] = (kl.numpy(), scores.numpy())
-        rows += [{"value": vectors.value, "set": name, "prompt": p, "score": float(s), "kl": float(k)}
-                 for p, s, k in zip(prompts, scores.tolist(), kl.tolist(), strict=True)]
+        rows += [
+            {"value": vectors.value, "set": name, "prompt": p, "score": float(s), "kl": float(k)}
+            for p, s, k in zip(prompts, scores.tolist(), kl.tolist(), strict=True)
+        ]
     table = []
     for g0 in thresholds:
         row: dict[str, Any] = {"value": vectors.value, "g0": float(g0)}
@@ -443,9 +521,15 @@ def gate_sweep(
         table.append(row)
     pos = per[positive_set][1]
     auroc = [
-        {"value": vectors.value, "negatives": name, "auroc": float(roc_auc_score(
-            np.r_[np.ones(len(pos)), np.zeros(len(s))], np.r_[pos, s]))}
-        for name, (_, s) in per.items() if name != positive_set
+        {
+            "value": vectors.value,
+            "negatives": name,
+            "auroc": float(
+                roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(s))], np.r_[pos, s])
+            ),
+        }
+        for name, (_, s) in per.items()
+        if name != positive_set
     ]
     return GateSweep(pd.DataFrame(table), pd.DataFrame(rows), pd.DataFrame(auroc))
 
@@ -453,7 +537,9 @@ def gate_sweep(
 # ---- probe sweeps on cached activations ----------------------------------------------------
 
 
-def heldout_split(groups: Sequence[int] | np.ndarray, *, test_size: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def heldout_split(
+    groups: Sequence[int] | np.ndarray, *, test_size: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``(train, test)`` indices: the grouped split of :func:`conva_tl.probes.fit_probes`."""
     if not 0.0 < test_size < 1.0:
         raise ConvaError(f"test_size must be in (0, 1), got {test_size}")
@@ -483,7 +569,9 @@ def fit_layer_probes(
 
 
 def layer_accuracy(
-    w: Float[Tensor, "layer d_model"], b: Float[Tensor, " layer"], acts: Float[Tensor, "layer batch d_model"],
+    w: Float[Tensor, "layer d_model"],
+    b: Float[Tensor, " layer"],
+    acts: Float[Tensor, "layer batch d_model"],
     labels: Sequence[int] | np.ndarray,
 ) -> Float[Tensor, " layer"]:
     """Accuracy of each layer's probe (``w.e + b > 0`` predicts 1) on ``acts``."""
@@ -528,9 +616,13 @@ def train_size_sweep(
     if len(layer_ids) != acts.shape[0]:
         raise ConvaError(f"{len(layer_ids)} layer ids for activations of {acts.shape[0]} layers")
     if released_w is not None and released_w.shape != acts.shape[::2]:
-        raise ConvaError(f"released_w of shape {tuple(released_w.shape)}, expected {tuple(acts.shape[::2])}")
+        raise ConvaError(
+            f"released_w of shape {tuple(released_w.shape)}, expected {tuple(acts.shape[::2])}"
+        )
     if any(not 0.0 < f <= 1.0 for f in fractions) or repeats < 1:
-        raise ConvaError(f"fractions must be in (0, 1] and repeats >= 1, got {list(fractions)}, {repeats}")
+        raise ConvaError(
+            f"fractions must be in (0, 1] and repeats >= 1, got {list(fractions)}, {repeats}"
+        )
     y, g = np.asarray(labels), np.asarray(groups)
     train, test = heldout_split(g, test_size=test_size, seed=seed)
     train_groups = np.unique(g[train])
@@ -540,16 +632,27 @@ def train_size_sweep(
         k = max(1, int(f * len(train_groups) + 0.5))  # half up (round() would round 4.5 to 4)
         for r in range(repeats if k < len(train_groups) else 1):
             chosen = np.random.default_rng([seed, r]).permutation(train_groups)[:k]
-            idx = train[np.isin(g[train], chosen)]  # keeps the split's row order: f = 1 is the reference fit
+            idx = train[
+                np.isin(g[train], chosen)
+            ]  # keeps the split's row order: f = 1 is the reference fit
             if len(np.unique(y[idx])) < 2:
-                raise ConvaError(f"{value}: {k} training groups hold only one label; use a larger fraction")
+                raise ConvaError(
+                    f"{value}: {k} training groups hold only one label; use a larger fraction"
+                )
             w, b = (ref_w, ref_b) if k == len(train_groups) else fit_layer_probes(acts, y, idx, C=C)
             acc = layer_accuracy(w, b, acts[:, test], y[test])
             cos = _cos(w, ref_w)
             rel = _cos(w, released_w) if released_w is not None else None
             for i, layer in enumerate(layer_ids):
-                row = {"value": value, "fraction": float(f), "repeat": r, "n_pairs": int(k), "layer": layer,
-                       "accuracy": float(acc[i]), "cos_ref": float(cos[i])}
+                row = {
+                    "value": value,
+                    "fraction": float(f),
+                    "repeat": r,
+                    "n_pairs": int(k),
+                    "layer": layer,
+                    "accuracy": float(acc[i]),
+                    "cos_ref": float(cos[i]),
+                }
                 if rel is not None:
                     row["cos_released"] = float(rel[i])
                 rows.append(row)
@@ -574,7 +677,9 @@ def transfer_table(
     Returns:
         One row per train x test x layer: ``train, test, layer, accuracy``.
     """
-    splits = {name: heldout_split(g, test_size=test_size, seed=seed) for name, (_, _, g) in data.items()}
+    splits = {
+        name: heldout_split(g, test_size=test_size, seed=seed) for name, (_, _, g) in data.items()
+    }
     n_layers = {a.shape[0] for a, _, _ in data.values()}
     if len(n_layers) != 1:
         raise ConvaError(f"activations disagree on the number of layers: {sorted(n_layers)}")
@@ -585,6 +690,8 @@ def transfer_table(
         for test_name, (acts_t, y_t, _) in data.items():
             test = splits[test_name][1]
             acc = layer_accuracy(w, b, acts_t[:, test], np.asarray(y_t)[test])
-            rows += [{"train": train_name, "test": test_name, "layer": layer, "accuracy": float(acc[i])}
-                     for i, layer in enumerate(layer_ids)]
+            rows += [
+                {"train": train_name, "test": test_name, "layer": layer, "accuracy": float(acc[i])}
+                for i, layer in enumerate(layer_ids)
+            ]
     return pd.DataFrame(rows)

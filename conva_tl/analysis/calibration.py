@@ -60,7 +60,9 @@ def calibration_table(
     y = np.asarray(labels)
     g = np.asarray(groups)
     if len(set(g.tolist())) < folds:
-        raise ConvaError(f"{folds}-fold cross-validation needs at least {folds} pairs, got {len(set(g.tolist()))}")
+        raise ConvaError(
+            f"{folds}-fold cross-validation needs at least {folds} pairs, got {len(set(g.tolist()))}"
+        )
     if not Cs or min(Cs) <= 0:
         raise ConvaError(f"Cs must be positive numbers, got {list(Cs)}")
     layer_ids = list(range(acts.shape[0])) if layers is None else list(layers)
@@ -79,12 +81,18 @@ def calibration_table(
                 w_norms.append(float(np.linalg.norm(probe.coef_)))
             w_norm = float(np.mean(w_norms))
             margin = target / w_norm
-            rows.append({
-                "C": float(C), "layer": layer,
-                "logloss": float(log_loss(y, np.clip(p, 1e-12, 1 - 1e-12), labels=[0, 1])),
-                "accuracy": float(((p > 0.5) == y).mean()),
-                "w_norm": w_norm, "margin": margin, "resid_rms": norm, "margin_rel": margin / norm,
-            })
+            rows.append(
+                {
+                    "C": float(C),
+                    "layer": layer,
+                    "logloss": float(log_loss(y, np.clip(p, 1e-12, 1 - 1e-12), labels=[0, 1])),
+                    "accuracy": float(((p > 0.5) == y).mean()),
+                    "w_norm": w_norm,
+                    "margin": margin,
+                    "resid_rms": norm,
+                    "margin_rel": margin / norm,
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -61,7 +61,12 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 def answer_probe_readings(
-    model: Any, vectors: ValueVectors, answers: Sequence[str], *, layer: int | None = None, batch_size: int = 16
+    model: Any,
+    vectors: ValueVectors,
+    answers: Sequence[str],
+    *,
+    layer: int | None = None,
+    batch_size: int = 16,
 ) -> np.ndarray:
     """The probe logit w.e + b of each answer (NaN for an empty answer); P_V is its sigmoid.
 
@@ -78,7 +83,11 @@ def answer_probe_readings(
         return out
     layer = vectors.best_layer if layer is None else layer
     acts = cache_resid_post(
-        model, [answers[i] for i in idx], layers=[layer], input_format="raw", batch_size=batch_size,
+        model,
+        [answers[i] for i in idx],
+        layers=[layer],
+        input_format="raw",
+        batch_size=batch_size,
         pooling=str(vectors.metadata.get("pooling", "last")),
     )
     logits = acts[0].float() @ vectors.w[layer].float() + vectors.b[layer].float()
@@ -153,7 +162,10 @@ def answer_nll(
     if len(questions) != len(answers):
         raise ConvaError(f"{len(questions)} questions but {len(answers)} answers")
     tok = model.tokenizer
-    prompts = [tok(format_chat(tok, q, system=system), add_special_tokens=False)["input_ids"] for q in questions]
+    prompts = [
+        tok(format_chat(tok, q, system=system), add_special_tokens=False)["input_ids"]
+        for q in questions
+    ]
     replies = [tok(a, add_special_tokens=False)["input_ids"] if a.strip() else [] for a in answers]
     nll = torch.zeros(len(answers), dtype=torch.float32)
     count = torch.zeros(len(answers), dtype=torch.long)
@@ -202,8 +214,14 @@ def eps_summary(trace: pd.DataFrame) -> dict[str, float]:
     """
     if trace.empty:
         nan = float("nan")
-        return {"eps_abs": nan, "eps_abs_prompt": nan, "eps_abs_generated": nan, "moved": nan, "p_before": nan,
-                "saturated": nan}
+        return {
+            "eps_abs": nan,
+            "eps_abs_prompt": nan,
+            "eps_abs_generated": nan,
+            "moved": nan,
+            "p_before": nan,
+            "saturated": nan,
+        }
     eps = trace["eps"].abs()
     prompt = trace["step"] == 0
 

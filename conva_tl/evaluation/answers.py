@@ -97,7 +97,9 @@ class AnswerStore:
 
     def _load(self) -> None:
         for record in read_records(self.path, _parse, expected="an answer record"):
-            key = answer_key(record["value"], record["method"], record["qid"], record["settings_id"])
+            key = answer_key(
+                record["value"], record["method"], record["qid"], record["settings_id"]
+            )
             self._records[key] = record
 
     def __len__(self) -> int:

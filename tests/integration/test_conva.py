@@ -52,7 +52,11 @@ def test_conva_steers_prompt_and_generated_tokens_onto_p0(fitted, embedded):
     questions = [x.question for x in load_questions("tradition", split="eval")[::25]]
     base = generate(embedded, questions, max_new_tokens=40)
     steered, trace = generate(
-        embedded, questions, max_new_tokens=40, intervention=ConVA(vv, p0=0.9, gate=None), trace=True
+        embedded,
+        questions,
+        max_new_tokens=40,
+        intervention=ConVA(vv, p0=0.9, gate=None),
+        trace=True,
     )
     assert set(trace.layer) == set(vv.control_layers)
     moved = trace[trace.eps != 0]
@@ -67,7 +71,12 @@ def test_save_load_gives_identical_generations(fitted, embedded):
     lgate = load_gates(out, ["tradition"], model=embedded)["tradition"]
     assert loaded == vectors["tradition"]
     q = [load_questions("tradition", split="eval")[3].question]
-    a = generate(embedded, q, max_new_tokens=24, intervention=ConVA(vectors["tradition"], p0=0.9, gate=gates["tradition"]))
+    a = generate(
+        embedded,
+        q,
+        max_new_tokens=24,
+        intervention=ConVA(vectors["tradition"], p0=0.9, gate=gates["tradition"]),
+    )
     b = generate(embedded, q, max_new_tokens=24, intervention=ConVA(loaded, p0=0.9, gate=lgate))
     assert a == b
 
@@ -94,4 +103,8 @@ def test_demo_reuses_artifacts_and_writes_its_report(fitted, embedded):
     result = run_demo(out, model=embedded, values=VALUES, max_new_tokens=12, stream=stream)
     text = stream.getvalue()
     assert "best_layer" in text and "[tradition]" in text and "ConVA p0=" in text
-    assert len(result["answers"]) == 2 and (out / "report.md").is_file() and (out / "answers.jsonl").is_file()
+    assert (
+        len(result["answers"]) == 2
+        and (out / "report.md").is_file()
+        and (out / "answers.jsonl").is_file()
+    )

@@ -29,6 +29,10 @@ def test_batch_equals_one_at_a_time(embedded):
 
 
 def test_sampling_is_seeded(embedded):
-    a = generate(embedded, QUESTIONS[:1], max_new_tokens=16, do_sample=True, temperature=0.9, seed=3)
-    b = generate(embedded, QUESTIONS[:1], max_new_tokens=16, do_sample=True, temperature=0.9, seed=3)
+    a = generate(
+        embedded, QUESTIONS[:1], max_new_tokens=16, do_sample=True, temperature=0.9, seed=3
+    )
+    b = generate(
+        embedded, QUESTIONS[:1], max_new_tokens=16, do_sample=True, temperature=0.9, seed=3
+    )
     assert a == b

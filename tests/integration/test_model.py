@@ -22,7 +22,11 @@ def test_bridge_logits_match_plain_hf(embedded):
 
 
 def test_batched_caching_equals_unbatched(embedded):
-    texts = ["I double-checked the smoke alarms.", "Hi", "Kenji sold his flat to travel the world on a whim."]
+    texts = [
+        "I double-checked the smoke alarms.",
+        "Hi",
+        "Kenji sold his flat to travel the world on a whim.",
+    ]
     batched = cache_resid_post(embedded, texts, batch_size=3)
     single = torch.stack([cache_resid_post(embedded, [t])[:, 0] for t in texts], dim=1)
     # Relative to each vector's size: a few dimensions reach ~2e4, where one

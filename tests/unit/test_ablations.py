@@ -41,15 +41,29 @@ from conva_tl.probes import ValueVectors, fit_probes
 
 VALUE = "security"
 CFG = GenerationConfig(max_new_tokens=3, batch_size=4)
-PROMPTS = ["What is the capital of France?", "Should I save my bonus or spend it on a holiday?", "Hi"]
+PROMPTS = [
+    "What is the capital of France?",
+    "Should I save my bonus or spend it on a holiday?",
+    "Hi",
+]
 
 
-def make_vectors(model, *, scale: float = 1.0, bias: float = 0.0, layers=(1, 2), accuracy=None, seed=0):
+def make_vectors(
+    model, *, scale: float = 1.0, bias: float = 0.0, layers=(1, 2), accuracy=None, seed=0
+):
     g = torch.Generator().manual_seed(seed)
     n, d = model.cfg.n_layers, model.cfg.d_model
     acc = torch.linspace(0.6, 0.95, n) if accuracy is None else torch.tensor(accuracy)
-    return ValueVectors(VALUE, torch.randn(n, d, generator=g) * scale, torch.full((n,), bias), acc,
-                        torch.ones(n), tuple(layers), torch.randn(n, d, generator=g), {})
+    return ValueVectors(
+        VALUE,
+        torch.randn(n, d, generator=g) * scale,
+        torch.full((n,), bias),
+        acc,
+        torch.ones(n),
+        tuple(layers),
+        torch.randn(n, d, generator=g),
+        {},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +115,9 @@ def test_answer_nll_matches_a_manual_forward_and_is_batch_invariant(tiny):
 
 
 def test_eps_summary():
-    trace = pd.DataFrame({"step": [0, 0, 1, 1], "eps": [2.0, 0.0, -1.0, 0.0], "p_before": [0.1, 0.9, 0.5, 0.7]})
+    trace = pd.DataFrame(
+        {"step": [0, 0, 1, 1], "eps": [2.0, 0.0, -1.0, 0.0], "p_before": [0.1, 0.9, 0.5, 0.7]}
+    )
     s = eps_summary(trace)
     assert s["eps_abs"] == pytest.approx(0.75) and s["eps_abs_prompt"] == pytest.approx(1.0)
     assert s["eps_abs_generated"] == pytest.approx(0.5) and s["moved"] == pytest.approx(0.5)
@@ -115,7 +131,9 @@ def test_kl_is_zero_when_nothing_is_steered(tiny, vectors):
     assert gate is None and torch.equal(kl, torch.zeros(3))
     kl, _ = kl_to_base(tiny, PROMPTS, ConVA(vectors, p0=0.9, layers=()))
     assert torch.equal(kl, torch.zeros(3))
-    closed = ActivationGate(VALUE, 1, torch.randn(tiny.cfg.d_model), 0.0, threshold=1.0)  # scores < 1: never opens
+    closed = ActivationGate(
+        VALUE, 1, torch.randn(tiny.cfg.d_model), 0.0, threshold=1.0
+    )  # scores < 1: never opens
     kl, scores = kl_to_base(tiny, PROMPTS, ConVA(vectors, p0=0.99, gate=closed))
     assert scores is not None and scores.shape == (3,)
     assert torch.equal(kl, torch.zeros(3))
@@ -147,7 +165,9 @@ def test_measure_method_base_has_zero_kl_and_sane_measures(tiny, context, monkey
     assert math.isnan(lg[2]) and records[0]["logit_v"] == pytest.approx(lg[0], abs=1e-5)
     assert records[0]["p_v"] == pytest.approx(1 / (1 + math.exp(-lg[0])))
     assert row["logit_v"] == pytest.approx(float(np.mean(lg[:2])), abs=1e-5)
-    assert records[0]["answer"] == scripted[0].removesuffix(" And then")  # trimmed as the evaluation does
+    assert records[0]["answer"] == scripted[0].removesuffix(
+        " And then"
+    )  # trimmed as the evaluation does
     assert records[1]["distinct2"] == pytest.approx(1 / 5) and records[0]["distinct2"] == 1.0
     assert row["distinct2"] == pytest.approx(0.6) and row["words"] == pytest.approx((10 + 6) / 2)
     assert {"answer", "raw_answer", "p_v", "ppl", "distinct2", "qid"} <= set(records[0])
@@ -170,14 +190,26 @@ def test_sweep_p0_table_and_the_effect_of_p0(tiny):
 
 def test_layer_settings_nest_and_respect_the_exclusion(tiny):
     acc = [0.5, 0.82, 0.87, 0.92, 0.96, 0.99, 0.97, 0.91, 0.93, 0.98]
-    vv = ValueVectors(VALUE, torch.randn(10, 4), torch.zeros(10), torch.tensor(acc), torch.ones(10), (3,),
-                      torch.zeros(10, 4), {})
+    vv = ValueVectors(
+        VALUE,
+        torch.randn(10, 4),
+        torch.zeros(10),
+        torch.tensor(acc),
+        torch.ones(10),
+        (3,),
+        torch.zeros(10, 4),
+        {},
+    )
     s = layer_settings(vv, (0.8, 0.85, 0.9, 0.95), threshold=0.9, exclude_last=5)
     assert s["best"]["layers"] == (4,)  # 0.99 at layer 5 is among the last 5
     assert s["acc>0.9"]["layers"] == (3, 4)
     assert s["acc>0.95"]["layers"] == (4,)
-    assert set(s["acc>0.95"]["layers"]) <= set(s["acc>0.9"]["layers"]) <= set(s["acc>0.85"]["layers"]) \
+    assert (
+        set(s["acc>0.95"]["layers"])
+        <= set(s["acc>0.9"]["layers"])
+        <= set(s["acc>0.85"]["layers"])
         <= set(s["acc>0.8"]["layers"])
+    )
     assert s["acc>0.9 incl. last 5"]["layers"] == (3, 4, 5, 6, 7, 8, 9)
     assert layer_ranges((3, 4, 5, 9)) == "3-5,9" and layer_ranges(()) == "-"
 
@@ -189,8 +221,12 @@ def test_sweep_layers_measures_identical_layer_sets_once(tiny, monkeypatch):
     ctx = prepare_context(tiny, vv, n_questions=2, n_unrelated=3)
     calls = []
     real = ab.measure_method
-    monkeypatch.setattr(ab, "measure_method", lambda *a, **k: calls.append(k["setting"]) or real(*a, **k))
-    res = sweep_layers(tiny, {VALUE: ctx}, {VALUE: vv}, config=CFG, thresholds=(0.8, 0.95), exclude_last=2)
+    monkeypatch.setattr(
+        ab, "measure_method", lambda *a, **k: calls.append(k["setting"]) or real(*a, **k)
+    )
+    res = sweep_layers(
+        tiny, {VALUE: ctx}, {VALUE: vv}, config=CFG, thresholds=(0.8, 0.95), exclude_last=2
+    )
     t = res.table.set_index("setting")
     # best, acc>0.8, acc>0.9, acc>0.95 all select (0, 1) here: measured once
     assert t.loc["acc>0.8", "layers"] == "0-1" and t.loc["best", "layers"] == "0"
@@ -215,7 +251,9 @@ def test_judge_labels_fill_csr_and_fr(tiny, vectors, context):
             labels = [True, None] if kind == "csr" else [False, True]
             return [Verdict(lab, "x", False) for lab in labels[: len(items)]]
 
-    row, records = measure_method(tiny, context, ConVA(vectors, p0=0.9), config=CFG, judge=StubJudge())
+    row, records = measure_method(
+        tiny, context, ConVA(vectors, p0=0.9), config=CFG, judge=StubJudge()
+    )
     assert row["csr"] == 1.0 and row["csr_unparsed"] == 1
     assert row["fr"] == 0.5 and row["fr_unparsed"] == 0
     assert records[0]["csr"] == 1.0 and math.isnan(records[1]["csr"])
@@ -230,23 +268,40 @@ def test_sweeps_need_vectors_for_every_value(tiny, vectors, context):
 
 
 def test_gate_sweep_is_monotone_and_matches_a_real_gated_run(tiny, vectors):
-    gate = ActivationGate(VALUE, 1, torch.randn(tiny.cfg.d_model, generator=torch.Generator().manual_seed(3)), 0.0)
-    sets = {"value": PROMPTS[1:], "unrelated": [PROMPTS[0], "Translate 'cat' to French.", "List three fruits."]}
+    gate = ActivationGate(
+        VALUE, 1, torch.randn(tiny.cfg.d_model, generator=torch.Generator().manual_seed(3)), 0.0
+    )
+    sets = {
+        "value": PROMPTS[1:],
+        "unrelated": [PROMPTS[0], "Translate 'cat' to French.", "List three fruits."],
+    }
     res = gate_sweep(tiny, vectors, gate, [0.0, 0.3, 0.5, 0.7, 1.0], prompt_sets=sets, p0=0.99)
     t = res.table
-    assert len(t) == 5 and {"open_value", "open_unrelated", "kl_value", "kl_unrelated"} <= set(t.columns)
+    assert len(t) == 5 and {"open_value", "open_unrelated", "kl_value", "kl_unrelated"} <= set(
+        t.columns
+    )
     for col in ("open_value", "open_unrelated", "kl_value", "kl_unrelated"):
         assert t[col].is_monotonic_decreasing
-    assert (t.iloc[-1][["open_value", "kl_value", "open_unrelated", "kl_unrelated"]] == 0).all()  # g0 = 1: closed
+    assert (
+        t.iloc[-1][["open_value", "kl_value", "open_unrelated", "kl_unrelated"]] == 0
+    ).all()  # g0 = 1: closed
     assert len(res.scores) == 5 and res.scores["score"].between(0, 1).all()
     assert len(res.auroc) == 1 and 0.0 <= res.auroc["auroc"].iloc[0] <= 1.0
     # kl(g0) from one open pass equals a real run with the gate at g0
     g0 = float(res.scores[res.scores.set == "unrelated"]["score"].median())
-    kl, _ = kl_to_base(tiny, sets["unrelated"], ConVA(vectors, p0=0.99, gate=gate.with_threshold(g0)))
-    analytic = gate_sweep(tiny, vectors, gate, [g0], prompt_sets=sets, p0=0.99).table["kl_unrelated"].iloc[0]
+    kl, _ = kl_to_base(
+        tiny, sets["unrelated"], ConVA(vectors, p0=0.99, gate=gate.with_threshold(g0))
+    )
+    analytic = (
+        gate_sweep(tiny, vectors, gate, [g0], prompt_sets=sets, p0=0.99)
+        .table["kl_unrelated"]
+        .iloc[0]
+    )
     assert analytic == pytest.approx(float(kl.mean()), abs=1e-6)
     with pytest.raises(ConvaError):
-        gate_sweep(tiny, vectors, gate, [0.5], prompt_sets={"unrelated": PROMPTS}, positive_set="value")
+        gate_sweep(
+            tiny, vectors, gate, [0.5], prompt_sets={"unrelated": PROMPTS}, positive_set="value"
+        )
 
 
 # ---- probe sweeps on synthetic activations -------------------------------------------------
@@ -271,9 +326,19 @@ def test_train_size_full_fraction_reproduces_fit_probes():
     full = fit_probes(acts, labels, groups, value=VALUE, test_size=0.2, seed=0, refit=False)
     released, _ = fit_layer_probes(acts, labels, np.arange(len(labels)))
     refit = fit_probes(acts, labels, groups, value=VALUE, test_size=0.2, seed=0)
-    torch.testing.assert_close(released, refit.w, atol=1e-5, rtol=1e-4)  # the released vector refits on all
-    df = train_size_sweep(acts, labels, groups, value=VALUE, fractions=(0.3, 0.6, 1.0), repeats=2,
-                          released_w=released, layers=[4, 7, 9])
+    torch.testing.assert_close(
+        released, refit.w, atol=1e-5, rtol=1e-4
+    )  # the released vector refits on all
+    df = train_size_sweep(
+        acts,
+        labels,
+        groups,
+        value=VALUE,
+        fractions=(0.3, 0.6, 1.0),
+        repeats=2,
+        released_w=released,
+        layers=[4, 7, 9],
+    )
     assert len(df) == (2 + 2 + 1) * 3  # one draw at 100%
     assert set(df.layer) == {4, 7, 9} and df.accuracy.between(0, 1).all()
     at_full = df[df.fraction == 1.0].sort_values("layer")
@@ -300,8 +365,14 @@ def test_heldout_split_keeps_pairs_together():
 def test_transfer_table_identical_views_transfer_perfectly():
     acts, labels, groups = synthetic()
     other = acts.flip(-1)  # a different view of the same texts
-    df = transfer_table({"a": (acts, labels, groups), "b": (other, labels, groups), "a2": (acts.clone(), labels, groups)},
-                        layers=[0, 1, 2])
+    df = transfer_table(
+        {
+            "a": (acts, labels, groups),
+            "b": (other, labels, groups),
+            "a2": (acts.clone(), labels, groups),
+        },
+        layers=[0, 1, 2],
+    )
     assert len(df) == 9 * 3 and set(df.train) == {"a", "b", "a2"}
     acc = df.set_index(["train", "test", "layer"])["accuracy"]
     for layer in range(3):

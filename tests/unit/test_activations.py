@@ -5,7 +5,12 @@ from conva_tl.activations import cache_resid_post
 from conva_tl.errors import ConvaError, HookError
 from conva_tl.hooks import hooked, resid_post_name
 
-TEXTS = ["I locked the door.", "Hi", "She quit her stable job to sail around the world.", "What is 2?"]
+TEXTS = [
+    "I locked the door.",
+    "Hi",
+    "She quit her stable job to sail around the world.",
+    "What is 2?",
+]
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean"])

@@ -59,8 +59,14 @@ def _write(tmp_path, lines):
     return path
 
 
-GOOD = {"id": "x-1", "value": "security", "block": "first_person_sentence", "scenario": "home",
-        "positive": "I lock the door.", "negative": "I leave the door open."}
+GOOD = {
+    "id": "x-1",
+    "value": "security",
+    "block": "first_person_sentence",
+    "scenario": "home",
+    "positive": "I lock the door.",
+    "negative": "I leave the door open.",
+}
 
 
 @pytest.mark.parametrize(
@@ -90,7 +96,10 @@ def test_duplicates_and_bad_json_are_rejected(tmp_path):
 
 
 def test_straightforward_needs_both_labels(tmp_path):
-    rows = [json.dumps({"id": f"s{i}", "value": "power", "label": 1, "text": f"text {i}"}) for i in range(3)]
+    rows = [
+        json.dumps({"id": f"s{i}", "value": "power", "label": 1, "text": f"text {i}"})
+        for i in range(3)
+    ]
     with pytest.raises(DataError, match="unbalanced"):
         load_straightforward(path=_write(tmp_path, rows))
 

@@ -18,7 +18,9 @@ def test_fit_gate_reports_heldout_quality_and_round_trips(tiny, tmp_path):
 def test_gate_hook_decides_per_row_on_prompt_pass_only():
     gate = ActivationGate("security", 1, torch.tensor([1.0, 0.0]), 0.0, threshold=0.5)
     resid = torch.tensor([[[5.0, 0.0], [5.0, 0.0]], [[-5.0, 0.0], [-5.0, 0.0]]])
-    ctx = GenerationContext(token_mask=torch.ones(2, 2, dtype=torch.bool), managed=True, prompt_pass=True)
+    ctx = GenerationContext(
+        token_mask=torch.ones(2, 2, dtype=torch.bool), managed=True, prompt_pass=True
+    )
     gate_hook(resid, None, gate=gate, ctx=ctx)
     assert ctx.state["gate_open"].tolist() == [True, False]
     ctx.prompt_pass = False

@@ -54,7 +54,9 @@ def test_standardize_rescales_C_and_keeps_the_geometry():
 
 def test_fit_probes_finds_the_signal_layers_and_direction():
     acts, labels, groups, direction = synthetic()
-    vv = fit_probes(acts, labels, groups, value="security", rule=LayerRule(threshold=0.9, exclude_last=1))
+    vv = fit_probes(
+        acts, labels, groups, value="security", rule=LayerRule(threshold=0.9, exclude_last=1)
+    )
     assert vv.accuracy[2] > 0.95 and vv.accuracy[3] > 0.95
     assert vv.accuracy[0] < 0.8
     assert vv.control_layers == (2, 3)
@@ -73,7 +75,9 @@ def test_layer_rule_excludes_last_layers_and_caps():
     weak = [0.5, 0.8, 0.85, 0.7, 0.99, 0.99]
     assert LayerRule(exclude_last=2, fallback_top=2).select(weak) == (1, 2)
     assert LayerRule(exclude_last=2, fallback_top=0).select(weak) == ()
-    assert LayerRule(threshold=0.9, exclude_last=0, max_layers=2).select([0.5, 0.99, 0.95, 0.97]) == (1, 3)
+    assert LayerRule(threshold=0.9, exclude_last=0, max_layers=2).select(
+        [0.5, 0.99, 0.95, 0.97]
+    ) == (1, 3)
     with pytest.raises(ConvaError):
         LayerRule(threshold=1.5)
 

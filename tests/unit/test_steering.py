@@ -23,8 +23,14 @@ def random_vectors(model, layers=(1, 2), seed=0) -> ValueVectors:
     n, d = model.cfg.n_layers, model.cfg.d_model
     w = torch.randn(n, d, generator=g)
     return ValueVectors(
-        value="security", w=w, b=torch.zeros(n), accuracy=torch.ones(n), train_accuracy=torch.ones(n),
-        control_layers=tuple(layers), mean_diff=torch.randn(n, d, generator=g), metadata={},
+        value="security",
+        w=w,
+        b=torch.zeros(n),
+        accuracy=torch.ones(n),
+        train_accuracy=torch.ones(n),
+        control_layers=tuple(layers),
+        mean_diff=torch.randn(n, d, generator=g),
+        metadata={},
     )
 
 
@@ -39,7 +45,9 @@ def test_conva_shift_lands_exactly_on_p0():
     p_after = torch.sigmoid(out @ w + 0.3)
     moved = eps != 0
     assert moved.any() and (~moved).any()
-    torch.testing.assert_close(p_after[moved], torch.full_like(p_after[moved], P0), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        p_after[moved], torch.full_like(p_after[moved], P0), atol=1e-4, rtol=0
+    )
     # nothing moves where P_V >= P0 or where not allowed
     assert torch.equal(out[~moved], resid[~moved])
     assert not moved[p_before >= P0].any() and not moved[~allowed].any()
@@ -56,7 +64,10 @@ def test_shift_keeps_dtype_and_computes_in_float32():
 
 def _read_after(model, layers):
     seen = {}
-    hooks = [(resid_post_name(layer), lambda x, hook, layer=layer: seen.__setitem__(layer, x.clone())) for layer in layers]
+    hooks = [
+        (resid_post_name(layer), lambda x, hook, layer=layer: seen.__setitem__(layer, x.clone()))
+        for layer in layers
+    ]
     return seen, hooks
 
 
@@ -66,7 +77,11 @@ def test_hook_reaches_p0_on_every_position_and_only_on_selected_layers(tiny):
     ctx = GenerationContext(token_mask=batch.attention_mask.bool(), managed=True, prompt_pass=True)
     method = ConVA(vv, p0=P0)
     seen, read_hooks = _read_after(tiny, range(tiny.cfg.n_layers))
-    with torch.inference_mode(), hooked(tiny, method.fwd_hooks(tiny, ctx)) as calls, hooked(tiny, read_hooks):
+    with (
+        torch.inference_mode(),
+        hooked(tiny, method.fwd_hooks(tiny, ctx)) as calls,
+        hooked(tiny, read_hooks),
+    ):
         tiny(batch.input_ids, attention_mask=batch.attention_mask, return_type=None)
     assert dict(calls) == {resid_post_name(1): 1, resid_post_name(2): 1}
     real = batch.attention_mask.bool()
@@ -91,7 +106,13 @@ def test_closed_gate_changes_nothing(tiny):
 def test_gate_decisions_are_per_row(tiny):
     vv = random_vectors(tiny)
     first_only = CallableGate(lambda texts: [1.0] + [0.0] * (len(texts) - 1), threshold=0.5)
-    _, trace = generate(tiny, PROMPTS, max_new_tokens=3, intervention=ConVA(vv, p0=0.999, gate=first_only), trace=True)
+    _, trace = generate(
+        tiny,
+        PROMPTS,
+        max_new_tokens=3,
+        intervention=ConVA(vv, p0=0.999, gate=first_only),
+        trace=True,
+    )
     moved_rows = set(trace.loc[trace.eps != 0, "row"])
     assert moved_rows == {0}
 
@@ -106,7 +127,9 @@ def test_steered_batch_equals_one_at_a_time(tiny):
 
 def test_trace_covers_prompt_and_generated_tokens(tiny):
     vv = random_vectors(tiny)
-    answers, trace = generate(tiny, PROMPTS[:1], max_new_tokens=5, intervention=ConVA(vv, p0=0.999), trace=True)
+    answers, trace = generate(
+        tiny, PROMPTS[:1], max_new_tokens=5, intervention=ConVA(vv, p0=0.999), trace=True
+    )
     assert set(trace.layer) == {1, 2}
     assert trace.step.max() >= 1  # decoding steps are steered too (KV cache)
     moved = trace[trace.eps != 0]
@@ -116,14 +139,22 @@ def test_trace_covers_prompt_and_generated_tokens(tiny):
 
 def test_per_prompt_mode_uses_one_eps_per_row_and_layer(tiny):
     vv = random_vectors(tiny)
-    _, trace = generate(tiny, PROMPTS, max_new_tokens=4, intervention=ConVA(vv, p0=0.99, mode="per_prompt"), trace=True)
+    _, trace = generate(
+        tiny,
+        PROMPTS,
+        max_new_tokens=4,
+        intervention=ConVA(vv, p0=0.99, mode="per_prompt"),
+        trace=True,
+    )
     per = trace.groupby(["row", "layer"]).eps.nunique()
     assert (per == 1).all()
 
 
 def test_steer_context_manager_cleans_up(tiny):
     vv = random_vectors(tiny)
-    ids = tiny.tokenizer("Should I save my bonus?", return_tensors="pt", add_special_tokens=False).input_ids
+    ids = tiny.tokenizer(
+        "Should I save my bonus?", return_tensors="pt", add_special_tokens=False
+    ).input_ids
     with torch.inference_mode():
         ref = tiny(ids, return_type="logits")
         with steer(tiny, vv, p0=0.999, trace=True) as s:

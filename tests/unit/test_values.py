@@ -12,7 +12,9 @@ from conva_tl.values import (
 )
 
 
-@pytest.mark.parametrize("raw", ["self-direction", "Self_Direction", "self direction", " SELF-DIRECTION "])
+@pytest.mark.parametrize(
+    "raw", ["self-direction", "Self_Direction", "self direction", " SELF-DIRECTION "]
+)
 def test_spellings_resolve(raw):
     assert canonical_value(raw) == "self-direction"
 
