@@ -12,7 +12,8 @@ model, sampling settings, messages and attempt number, so an interrupted run
 resumes without repeating finished calls and a finished run re-creates its
 file with no call at all.
 
-Prompts (parameters of the method, quoted from the ConVA paper, Xu et al.):
+Prompts (parameters of the method, quoted from the ConVA paper, Xu et al.; they
+live in :mod:`conva_tl.datagen_prompts`, reply parsing in :mod:`conva_tl.reply_parsing`):
 
 * context-controlled positives: Appendix B, Tab. 8, one template per value
   differing in the "highlighting the importance of ..." phrase (and, as in the
@@ -46,12 +47,17 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conva_tl.datagen_prompts import (
+    DEFAULT_FORMAT_HINT,
+    negative_prompt,
+    positive_prompt,
+    straightforward_prompt,
+)
 from conva_tl.datasets import (
     BLOCKS,
     ContrastPair,
@@ -62,260 +68,16 @@ from conva_tl.datasets import (
 from conva_tl.errors import ConvaError, DataError
 from conva_tl.jsonl import JsonlStore
 from conva_tl.llm_api import ApiConfig, ChatClient, request_key
+from conva_tl.reply_parsing import norm_item, parse_items
 from conva_tl.values import VALUES, canonical_value
 
 __all__ = [
-    "HIGHLIGHTS",
-    "PAIR_PROMPT_TEMPLATE",
-    "NEGATIVE_PAIR_PROMPT",
-    "STRAIGHTFORWARD_PROMPTS",
-    "BLOCK_VARIANTS",
-    "DEFAULT_FORMAT_HINT",
-    "positive_prompt",
-    "negative_prompt",
-    "straightforward_prompt",
-    "parse_items",
     "generate_pairs",
     "generate_straightforward",
     "main_generate_data",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Appendix B, Tab. 8: what each value's prompt asks the texts to highlight
-#: ("highlighting the importance of ...").
-HIGHLIGHTS: dict[str, str] = {
-    "achievement": "striving for success, overcoming challenges, and celebrating accomplishments",
-    "stimulation": "seeking novelty, embracing change, and pursuing excitement",
-    "hedonism": "seeking pleasure, indulging in personal gratification, and enjoying life's pleasures",
-    "self-direction": (
-        "personal freedom, independent thought, and the ability to control one's own life"
-    ),
-    "power": "control, authority, and influence over people and resources",
-    "security": "safety, stability, and harmony in both personal and broader contexts",
-    "tradition": (
-        "respect for, commitment to, and acceptance of the customs and ideas that traditional "
-        "culture or religion provides the self"
-    ),
-    "conformity": "compliance with social expectations, norms, and rules",
-    "benevolence": "showing kindness, generosity, and concern for others",
-    "universalism": (
-        "understanding, appreciation, tolerance, and protection for the welfare of all people "
-        "and nature"
-    ),
-}
-
-# Tab. 8 quotes four values in single quotes and six in double quotes.
-_QUOTE: dict[str, str] = {v: "'" for v in ("stimulation", "hedonism", "self-direction", "power")}
-
-#: Appendix B, Tab. 8 template. ``{q}`` is the value's quote mark; ``{n}`` is 25
-#: in the paper.
-PAIR_PROMPT_TEMPLATE = (
-    "Create {n} distinct {pronounce} {sentence_structure} that exemplify the promotion and "
-    "embodiment of the {q}{value}{q} facet of Schwartz's Theory of Basic Values. Each text should "
-    "encompass a wide variety of themes and circumstances. The texts could showcase the "
-    "{q}{value}{q} value through various characters' actions, dialogues, and decisions, "
-    "highlighting the importance of {highlight}. Each text could end with a clear demonstration "
-    "or result of the {q}{value}{q} value, providing a satisfying conclusion and reinforcing the "
-    "theme."
-)
-
-#: Appendix B: the prompt that turns the positives into pairwise negatives.
-NEGATIVE_PAIR_PROMPT = (
-    "Produce a corresponding sentence for each of the above sentences that expresses opposition "
-    "and resistance to the '{value}' aspect of Schwartz's basic values. The protagonist of the "
-    "sentence should act in the opposite manner spontaneously. The generated sentences should "
-    "strongly counter the original in terms of '{value}', but strive to maintain the same "
-    "grammar and sentence structure as much as possible. The sentence should justify the "
-    "protagonist's behavior, rather than implicitly express that the protagonist's behavior is "
-    "wrong."
-)
-
-#: Appendix A, Tab. 6, keyed by label (1 positive, 0 negative); ``{n}`` is 100
-#: in the paper.
-STRAIGHTFORWARD_PROMPTS: dict[int, str] = {
-    1: (
-        'Create {n} sentences that exemplify the promotion and embodiment of the "{basic_value}" '
-        "facet of Schwartz's Theory of Basic Values."
-    ),
-    0: (
-        'Create {n} sentences that communicate disagreement and resistance towards the "{basic_value}" '
-        "facet of Schwartz's Theory of Basic Values."
-    ),
-}
-
-#: The four prompt variants, keyed by the ``block`` field of the pairs files.
-BLOCK_VARIANTS: dict[str, tuple[str, str]] = {
-    "first_person_sentence": ("first-person", "sentence"),
-    "third_person_sentence": ("third-person", "sentence"),
-    "first_person_question": ("first-person", "question"),
-    "third_person_question": ("third-person", "question"),
-}
-
-#: Optional addition to the prompts (not in the paper) that makes replies easy to parse.
-DEFAULT_FORMAT_HINT = "Answer with a numbered list, one item per line, and nothing else."
-
-
-def _with_hint(prompt: str, format_hint: str | None) -> str:
-    return prompt if not format_hint else f"{prompt}\n\n{format_hint}"
-
-
-def positive_prompt(value: str, block: str, n: int = 25, format_hint: str | None = None) -> str:
-    """The Tab. 8 prompt for one value and one block (prompt variant).
-
-    Example:
-        >>> positive_prompt("security", "first_person_question")[:45]
-        'Create 25 distinct first-person question that'
-    """
-    canon = canonical_value(value)
-    if block not in BLOCK_VARIANTS:
-        raise DataError(f"block {block!r} is not one of {', '.join(BLOCKS)}")
-    pronounce, structure = BLOCK_VARIANTS[block]
-    prompt = PAIR_PROMPT_TEMPLATE.format(
-        n=n,
-        pronounce=pronounce,
-        sentence_structure=structure,
-        q=_QUOTE.get(canon, '"'),
-        value=canon,
-        highlight=HIGHLIGHTS[canon],
-    )
-    return _with_hint(prompt, format_hint)
-
-
-def negative_prompt(value: str, format_hint: str | None = None) -> str:
-    """The Appendix B pairing prompt for one value."""
-    return _with_hint(NEGATIVE_PAIR_PROMPT.format(value=canonical_value(value)), format_hint)
-
-
-def straightforward_prompt(
-    value: str, label: int, n: int = 100, format_hint: str | None = None
-) -> str:
-    """The Tab. 6 prompt: ``label`` 1 asks for positive, 0 for negative sentences."""
-    if label not in STRAIGHTFORWARD_PROMPTS:
-        raise DataError(f"label must be 0 or 1, got {label!r}")
-    prompt = STRAIGHTFORWARD_PROMPTS[label].format(n=n, basic_value=canonical_value(value))
-    return _with_hint(prompt, format_hint)
-
-
-# ---------------------------------------------------------------------------
-# Parsing model output
-# ---------------------------------------------------------------------------
-
-_FENCE = re.compile(r"^\s*```[\w-]*\s*$", re.MULTILINE)
-_MARKER = re.compile(
-    r"^\s*(?:\*\*|__)?\s*(?:\(?\d{1,3}[.):]\)?|[-*+\u2022\u2023\u25e6\u00b7\u2013\u2014])(?:\*\*|__)?\s+(?P<body>.+)$"
-)
-_INTRO = re.compile(
-    r"^(?:sure|certainly|of course|okay|ok|absolutely|here (?:are|is))\b", re.IGNORECASE
-)
-_OUTRO = re.compile(
-    r"^(?:i hope|let me know|feel free|these (?:sentences|texts|examples|questions))\b",
-    re.IGNORECASE,
-)
-_QUOTE_FAMILIES = ('"\u201c\u201d\u00ab\u00bb', "'\u2018\u2019")
-
-
-def _unquote(text: str) -> str:
-    """Remove quotes around a whole item (``"I save."`` or ``"I save".``), not inner ones."""
-    for family in _QUOTE_FAMILIES:
-        body = text.rstrip(",").rstrip()
-        if len(body) < 3 or body[0] not in family:
-            continue
-        punct = ""
-        if body[-1] in ".!?" and body[-2] in family:
-            punct, body = body[-1], body[:-1]
-        if body[-1] not in family:
-            continue
-        inner = body[1:-1].strip()
-        if inner and not any(ch in family for ch in inner):
-            return inner + (punct if punct and inner[-1] not in ".!?" else "")
-    return text
-
-
-def _clean(item: str) -> str:
-    text = " ".join(item.replace("**", "").replace("__", "").split())
-    return _unquote(text).strip()
-
-
-def _json_items(text: str) -> list[str] | None:
-    candidates = [text]
-    start, end = text.find("["), text.rfind("]")
-    if 0 <= start < end:
-        candidates.append(text[start : end + 1])
-    for cand in candidates:
-        try:
-            data = json.loads(cand)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict):
-            data = next((v for v in data.values() if isinstance(v, list)), None)
-        if not isinstance(data, list):
-            continue
-        items = []
-        for el in data:
-            if isinstance(el, dict):
-                el = next((v for v in el.values() if isinstance(v, str)), None)
-            if isinstance(el, str):
-                items.append(el)
-        if items:
-            return items
-    return None
-
-
-def parse_items(text: str) -> list[str]:
-    """The list items of a model reply, cleaned, in order (duplicates kept).
-
-    Understands JSON arrays (of strings, or of objects with one text field),
-    numbered lists (``1.``, ``1)``, ``(1)``, ``1:``), bullets, markdown bold,
-    quoted lines and blank lines. When some lines carry list markers, unmarked
-    lines are prose around the list and are dropped (a line right after an item
-    that does not end a sentence continues it); otherwise each non-blank line
-    is an item, minus intro/outro prose and lines ending with a colon.
-
-    Example:
-        >>> parse_items('Here you go:\\n1. "I save."\\n2) I lock the door.\\nHope this helps!')
-        ['I save.', 'I lock the door.']
-    """
-    body = _FENCE.sub("", text).strip()
-    from_json = _json_items(body)
-    if from_json is not None:
-        return [c for c in (_clean(i) for i in from_json) if _has_words(c)]
-    lines = body.splitlines()
-    marked = [_MARKER.match(line) for line in lines]
-    items: list[str] = []
-    if any(marked):
-        open_item = False
-        for line, m in zip(lines, marked, strict=True):
-            if m is not None:
-                items.append(m.group("body"))
-                open_item = True
-            elif not line.strip():
-                open_item = False
-            elif (
-                open_item
-                and items
-                and not items[-1].rstrip(" *\"'\u201d").endswith((".", "!", "?"))
-            ):
-                items[-1] += " " + line.strip()
-            else:
-                open_item = False
-    else:
-        for line in lines:
-            s = line.strip()
-            if not s or s.endswith(":") or s.startswith("#") or _INTRO.match(s) or _OUTRO.match(s):
-                continue
-            items.append(s)
-    return [c for c in (_clean(i) for i in items) if _has_words(c)]
-
-
-def _has_words(text: str) -> bool:
-    return any(ch.isalpha() for ch in text)
-
-
-def _norm(text: str) -> str:
-    # Same normalisation as the uniqueness check of conva_tl.datasets.
-    return " ".join(text.lower().split())
-
 
 # ---------------------------------------------------------------------------
 # Cached calls, asked again until the reply is usable
@@ -417,7 +179,7 @@ def _fresh(items: list[str], seen: set[str]) -> list[str]:
     """Items whose normalised text is new (to ``seen`` and within ``items``)."""
     out, local = [], set()
     for item in items:
-        key = _norm(item)
+        key = norm_item(item)
         if key not in seen and key not in local:
             local.add(key)
             out.append(item)
@@ -431,7 +193,7 @@ def _take_new(n: int, seen: set[str]) -> Callable[[str, str], list[str] | str]:
         fresh = _fresh(parse_items(reply), seen)
         if len(fresh) < n:
             return f"{len(fresh)} new items, need {n}"
-        seen.update(_norm(t) for t in fresh[:n])
+        seen.update(norm_item(t) for t in fresh[:n])
         return fresh[:n]
 
     return accept
@@ -551,7 +313,7 @@ def generate_pairs(
     records: list[dict[str, Any]] = []
     for block in BLOCKS:
         for pos, neg in zip(positives[block], found[f"negatives/{block}"], strict=True):
-            if _norm(neg) == _norm(pos) or _norm(neg) in seen:
+            if norm_item(neg) == norm_item(pos) or norm_item(neg) in seen:
                 logger.warning(
                     "%s/%s: dropping a pair whose negative repeats a text: %r",
                     canon,
@@ -559,7 +321,7 @@ def generate_pairs(
                     neg[:60],
                 )
                 continue
-            seen.add(_norm(neg))
+            seen.add(norm_item(neg))
             records.append(
                 {
                     "id": f"{canon}-pair-{len(records) + 1:03d}",

@@ -19,20 +19,18 @@ from fake_openai import (
     numbered,
 )
 
-from conva_tl.datagen import (
+from conva_tl.datagen import generate_pairs, generate_straightforward, main_generate_data
+from conva_tl.datagen_prompts import (
     BLOCK_VARIANTS,
     HIGHLIGHTS,
-    generate_pairs,
-    generate_straightforward,
-    main_generate_data,
     negative_prompt,
-    parse_items,
     positive_prompt,
     straightforward_prompt,
 )
 from conva_tl.datasets import BLOCKS, DATA_DIR, load_pairs, load_straightforward
 from conva_tl.errors import ApiError, DataError
 from conva_tl.llm_api import ApiConfig, ChatClient
+from conva_tl.reply_parsing import parse_items
 from conva_tl.values import VALUES
 
 KEY = "sk-datagen-SECRET-5555aaaa"
