@@ -37,6 +37,17 @@ def test_forward_stops_after_deepest_requested_layer(tiny, monkeypatch):
     assert fired == names[:2]
 
 
+def test_all_layers_skip_the_final_norm_and_unembedding(tiny):
+    fired = []
+    tail = ["ln_final.hook_in", "unembed.hook_out"]
+    with hooked(tiny, [(n, lambda x, hook, n=n: fired.append(n)) for n in tail]):
+        acts = cache_resid_post(tiny, TEXTS[:2])
+        assert fired == []  # the deepest resid_post hook ended the pass
+        tiny(tiny.tokenizer(TEXTS[0], return_tensors="pt").input_ids)
+    assert fired == tail  # the hooks themselves work: a plain forward reaches them
+    assert acts.shape[0] == tiny.cfg.n_layers and torch.isfinite(acts).all()
+
+
 def test_bad_inputs(tiny):
     with pytest.raises(ConvaError, match="layers must be"):
         cache_resid_post(tiny, TEXTS, layers=[99])
