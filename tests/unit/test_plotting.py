@@ -20,17 +20,14 @@ from conva_tl.errors import ConvaError
 from conva_tl.generate import generate
 from conva_tl.methods import ConVA
 from conva_tl.plotting import (
-    chat_tokens,
     plot_accuracy_curves,
     plot_cosine_grid,
     plot_cosine_heatmap,
     plot_mds,
     plot_structure_by_layer,
-    pv_per_token,
-    pv_token_view,
-    steering_token_view,
 )
 from conva_tl.probes import ValueVectors
+from conva_tl.token_views import chat_tokens, pv_per_token, pv_token_view, steering_token_view
 from conva_tl.values import VALUES, circumplex_angle
 
 
