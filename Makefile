@@ -31,6 +31,7 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check conva_tl tests analyses benchmarks
 	$(VENV)/bin/ruff format --check conva_tl tests analyses benchmarks
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

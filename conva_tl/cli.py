@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from conva_tl.errors import ConvaError
 
@@ -68,7 +69,8 @@ def _cmd_steer(args: argparse.Namespace) -> int:
 
     value = canonical_value(args.value)
     model = load_model(args.model, device=args.device)
-    vectors = gates = {}
+    vectors: dict[str, Any] = {}
+    gates: dict[str, Any] = {}
     if args.method not in ("base", "ica"):
         vectors, gates = fit_all(model, args.vectors, [value], settings=FitSettings())
     for name in args.method.split(","):

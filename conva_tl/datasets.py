@@ -295,9 +295,8 @@ def load_mc(paths: str | Path | Sequence[str | Path] | None = None) -> list[MCQu
                     raise DataError(f"{file}:{lineno}: answer must be A, B, C or D, got {row[5]!r}")
                 if not row[0].strip():
                     raise DataError(f"{file}:{lineno}: empty question")
-                out.append(
-                    MCQuestion(subject, row[0].strip(), tuple(c.strip() for c in row[1:5]), answer)
-                )  # type: ignore[arg-type]
+                a, b, c, d = (cell.strip() for cell in row[1:5])
+                out.append(MCQuestion(subject, row[0].strip(), (a, b, c, d), answer))
     return out
 
 
@@ -347,7 +346,7 @@ def _make_set(
 
 
 def contrast_set(
-    value: str, kind: DataKind = "pairs", *, path: str | Path | None = None
+    value: str, kind: DataKind | str = "pairs", *, path: str | Path | None = None
 ) -> ContrastSet:
     """Labelled, grouped texts of a value from pairs or straightforward sentences."""
     canon = canonical_value(value)

@@ -187,7 +187,7 @@ class FastModel:
             tokenizer.pad_token = tokenizer.eos_token
         self.hf_model = hf_model.eval()
         self.tokenizer = tokenizer
-        self._base = base
+        self._base: Any = base  # the decoder stack (LlamaModel and the like)
         self._layers = layers
         c = hf_model.config
         n_heads = int(c.num_attention_heads)
@@ -368,7 +368,7 @@ class FastModel:
         if not 0 <= stop <= n:
             raise ConvaError(f"stop_at_layer must be in -{n}..{n}, got {stop_at_layer}")
         # Registered after any user hook, so hooks on the input of block `stop` still fire.
-        target = self._layers[stop] if stop < n else self._base.norm
+        target: torch.nn.Module = self._layers[stop] if stop < n else self._base.norm
         handle = target.register_forward_pre_hook(_stop_hook, with_kwargs=True)
         try:
             self._base(**kwargs, use_cache=False)

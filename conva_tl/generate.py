@@ -75,7 +75,10 @@ class GenerationContext:
 class Intervention(Protocol):
     """Something that changes a generation: a prompt rewrite and/or hooks."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Short label, e.g. ``"conva"``."""
+        ...
 
     def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
         """Return ``(user_message, system_prompt)`` for a question."""

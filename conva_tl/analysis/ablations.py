@@ -514,10 +514,10 @@ def gate_sweep(
     table = []
     for g0 in thresholds:
         row: dict[str, Any] = {"value": vectors.value, "g0": float(g0)}
-        for name, (kl, s) in per.items():
-            opened = s > g0
+        for name, (kl_np, s_np) in per.items():
+            opened = s_np > g0
             row[f"open_{name}"] = float(opened.mean())
-            row[f"kl_{name}"] = float((kl * opened).mean())
+            row[f"kl_{name}"] = float((kl_np * opened).mean())
         table.append(row)
     pos = per[positive_set][1]
     auroc = [

@@ -141,6 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     judge = make_judge(args, out) if args.kind != "capability" else None
     model = load_model(args.subject_model, device=args.device)
     vectors, gates = fit_all(model, args.vectors, values, settings=FitSettings())
+    result: Any
     if args.kind == "capability":
         from conva_tl.datasets import load_mc
 

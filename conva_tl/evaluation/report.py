@@ -110,7 +110,7 @@ def plot_comparison(table: pd.DataFrame, path: str | Path, *, title: str = "") -
                 [2 * math.pi * i / len(values) for i in range(len(values))], values, fontsize=8
             )
             ax.set_ylim(0, 1)
-            ax.set_rlabel_position(180.0 / len(values))  # between the first two spokes
+            ax.set_rlabel_position(180.0 / len(values))  # type: ignore[attr-defined]  # polar axes
             ax.tick_params(axis="y", labelsize=7)
         else:
             ax.set_xticks(range(len(values)), values)
@@ -162,7 +162,9 @@ def plot_gate_histograms(scores: pd.DataFrame, path: str | Path) -> Path:
         ax = fig.add_subplot(rows, cols, k + 1)
         g = scores[scores.value == v]
         for name in dict.fromkeys(g["set"]):
-            ax.hist(g[g.set == name]["score"], bins=bins, alpha=0.5, density=True, label=name)
+            ax.hist(
+                g[g.set == name]["score"], bins=bins.tolist(), alpha=0.5, density=True, label=name
+            )
         if "threshold" in g.columns and len(g):
             ax.axvline(
                 float(g["threshold"].iloc[0]), color="k", ls="--", lw=1, label="threshold g0"
