@@ -36,12 +36,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from conva_tl.activations import cache_resid_post  # noqa: E402
-from conva_tl.artifacts import check_compatible, load_gates, load_vectors, save_gates  # noqa: E402
+from conva_tl.artifacts import load_gates, save_gates  # noqa: E402
 from conva_tl.errors import ArtifactError, ConvaError  # noqa: E402
 from conva_tl.gate import fit_gates  # noqa: E402
 from conva_tl.generate import GenerationConfig  # noqa: E402
 from conva_tl.model import model_info  # noqa: E402
-from conva_tl.pipeline import FitSettings, fit_all  # noqa: E402
+from conva_tl.pipeline import FitSettings, fit_all, load_or_fit  # noqa: E402
 from conva_tl.probes import DEFAULT_C  # noqa: E402
 from conva_tl.values import canonical_value  # noqa: E402
 
@@ -227,17 +227,7 @@ def get_vectors(
     settings = FitSettings(kind=kind)
     if not args.trust_vectors:
         return fit_all(model, folder, values, settings=settings, gates=gates, progress=args.verbose)
-    manifest = folder / "manifest.json"
-    have = set(json.loads(manifest.read_text()).get("values", [])) if manifest.is_file() else set()
-    missing = [v for v in values if v not in have]
-    if missing:
-        print(
-            f"{folder} has no vectors for {', '.join(missing)}: fitting them (minutes on a CPU) ..."
-        )
-        fit_all(model, folder, missing, settings=settings, gates=False, progress=args.verbose)
-    vectors = load_vectors(folder, values)
-    for vv in vectors.values():
-        check_compatible(vv, model)
+    vectors = load_or_fit(model, folder, values, settings=settings, progress=args.verbose)
     gate_map: dict[str, Any] = {}
     if gates:
         try:

@@ -56,7 +56,7 @@ def run(args) -> int:
             "accuracy",
             "w_norm",
             "margin",
-            "resid_rms",
+            "resid_norm",
             "margin_rel",
         ]
     ]

@@ -132,7 +132,6 @@ def cache_resid_post(
                 batch.input_ids,
                 attention_mask=batch.attention_mask,
                 return_type=None,
-                stop_at_layer=layer_list[-1] + 1,
             )
     return out
 
@@ -155,11 +154,12 @@ def _save_pooled(
 
 
 class _Done(Exception):
-    """Raised by the deepest hook: the rest of the forward pass is skipped.
+    """Raised by the deepest requested hook: the rest of the forward pass is skipped.
 
-    ``stop_at_layer`` alone is not enough when the last block is requested:
-    the bridge then still runs the final norm and the 49k-token unembedding,
-    a fifth of the cost of caching all layers of the embedded model.
+    One mechanism for every depth and every model type: the bridge's
+    ``stop_at_layer`` still runs the final norm and the 49k-token unembedding
+    when the last block is requested (a fifth of the cost of caching all
+    layers of the embedded model).
     """
 
 

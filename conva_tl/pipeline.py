@@ -170,8 +170,15 @@ def fit_all(
     return vectors, gate_map
 
 
-def load_or_fit(model: Any, folder: str | Path, values: Sequence[str]) -> dict[str, ValueVectors]:
-    """Vectors for ``values`` from ``folder``; fit (and save) only those it lacks.
+def load_or_fit(
+    model: Any,
+    folder: str | Path,
+    values: Sequence[str],
+    *,
+    settings: FitSettings | None = None,
+    progress: bool | None = False,
+) -> dict[str, ValueVectors]:
+    """Vectors for ``values`` from ``folder``; fit (with ``settings``) and save only those it lacks.
 
     Unlike ``fit_all(resume=True)``, vectors already in the folder are used as
     they are, whatever settings fitted them (the analysis scripts read a
@@ -187,7 +194,7 @@ def load_or_fit(model: Any, folder: str | Path, values: Sequence[str]) -> dict[s
         logger.warning(
             "%s has no vectors for %s: fitting them (minutes on a CPU)", folder, ", ".join(missing)
         )
-        fit_all(model, folder, missing, gates=False)
+        fit_all(model, folder, missing, settings=settings, gates=False, progress=progress)
     return load_vectors(folder, names, model=model)
 
 

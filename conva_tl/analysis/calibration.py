@@ -54,8 +54,8 @@ def calibration_table(
 
     Returns:
         One row per C x layer: ``C, layer, logloss, accuracy, w_norm,
-        margin`` (logit(p0)/|w|, the push beyond the boundary), ``resid_rms``
-        (mean L2 norm of the activations) and ``margin_rel`` = margin / resid_rms.
+        margin`` (logit(p0)/|w|, the push beyond the boundary), ``resid_norm``
+        (mean L2 norm of the activations) and ``margin_rel`` = margin / resid_norm.
     """
     y = np.asarray(labels)
     g = np.asarray(groups)
@@ -89,7 +89,7 @@ def calibration_table(
                     "accuracy": float(((p > 0.5) == y).mean()),
                     "w_norm": w_norm,
                     "margin": margin,
-                    "resid_rms": norm,
+                    "resid_norm": norm,
                     "margin_rel": margin / norm,
                 }
             )

@@ -25,7 +25,7 @@ def test_calibration_table_rows_and_margin():
     df = calibration_table(acts, y, g, [100.0, 0.1], folds=4, p0=0.9)
     assert len(df) == 2 * 2 and set(df.layer) == {0, 1}
     np.testing.assert_allclose(df.margin, math.log(9) / df.w_norm)
-    np.testing.assert_allclose(df.margin_rel, df.margin / df.resid_rms)
+    np.testing.assert_allclose(df.margin_rel, df.margin / df.resid_norm)
     assert df.accuracy.between(0, 1).all() and (df.logloss > 0).all()
     # weaker L2 -> larger |w| -> overconfident on held-out pairs -> worse log-loss
     per_c = df.groupby("C")[["w_norm", "logloss"]].mean()
