@@ -1,0 +1,213 @@
+"""The judged development loop for value control (Base / ICA / CAA / ConVA variants).
+
+Four steps, each resumable and each one command:
+
+    # 1. answers for every method x value on the shipped eval questions (resumable store)
+    python analyses/control_quality.py answer --out out/cq --vectors out/vectors \
+        --methods base ica caa conva [--variant NAME=DIR[,p0=X][,coef=Y]] [--questions 12]
+    # 2. a blinded, shuffled file for two annotators (no method names in it)
+    python analyses/control_quality.py blind --out out/cq
+    # 3. after annotation: join labels, agreement (raw, Cohen's kappa), per value x method table
+    python analyses/control_quality.py join --out out/cq --labels A.jsonl B.jsonl \
+        [--results analyses/results/control_quality.json]
+
+The eval questions are never used to fit probes or gates (those use the pairs and
+the `gate` split). With an OpenAI-compatible judge configured, `conva evaluate
+comparison` labels the same answers instead of annotators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from conva_tl.errors import ConvaError
+from conva_tl.evaluation.annotation import agreement, join_labels, label_table, write_blind
+from conva_tl.evaluation.devloop import Variant, answer_jobs, pairs_set, spread_questions
+from conva_tl.jsonl import read_records
+from conva_tl.values import VALUES
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from conva_tl.activations import cache_resid_post
+    from conva_tl.artifacts import save_gates, save_vectors
+    from conva_tl.gate import fit_gates
+    from conva_tl.model import load_model, model_info
+    from conva_tl.pipeline import summary_table
+    from conva_tl.probes import LayerRule, fit_probes
+
+    model = load_model(args.model)
+    rule = LayerRule(
+        threshold=args.threshold, exclude_last=args.exclude_last, fallback_top=args.fallback_top
+    )
+    vectors = {}
+    for v in args.values:
+        cs = pairs_set(v, args.pairs)
+        parts = []
+        for folder in args.pairs:
+            part = pairs_set(v, [folder])
+            cache = Path(args.cache) / f"{v}-{part.sha256[:12]}.safetensors"
+            if not cache.is_file():
+                acts = cache_resid_post(model, list(part.texts), pooling="last", input_format="raw")
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                save_file({"acts": acts.contiguous()}, str(cache))
+            parts.append(load_file(str(cache))["acts"])
+        acts = torch.cat(parts, dim=1)
+        meta = {
+            "model": model_info(model).to_dict(),
+            "pooling": "last",
+            "input_format": "raw",
+            "dataset": {
+                "kind": "pairs",
+                "n_texts": len(cs),
+                "sha256": cs.sha256,
+                "sources": [str(p) for p in args.pairs],
+            },
+        }
+        vectors[v] = fit_probes(
+            acts, cs.labels, cs.groups, value=v, C=args.C, rule=rule, metadata=meta
+        )
+    save_vectors(args.vectors, vectors.values())
+    gates = fit_gates(model, vectors)
+    save_gates(args.vectors, gates.values())
+    table = summary_table(vectors, gates)
+    table.to_csv(Path(args.vectors) / "summary.csv")
+    print(table.to_string())
+    return 0
+
+
+def _answer(args: argparse.Namespace) -> int:
+    from conva_tl.artifacts import load_gates, load_vectors
+    from conva_tl.evaluation.answers import AnswerStore
+    from conva_tl.evaluation.runner import generate_answers
+    from conva_tl.generate import GenerationConfig
+    from conva_tl.model import load_model
+
+    variants = [Variant.parse(s) for s in args.variant]
+    model = load_model(args.model)
+    folders = {args.vectors, *(v.vectors for v in variants if v.vectors)}
+    arts = {
+        str(f): (load_vectors(f, args.values, model=model), load_gates(f, args.values, model=model))
+        for f in folders
+    }
+    questions = {v: spread_questions(v, args.questions) for v in args.values}
+    jobs = answer_jobs(
+        args.values, args.methods, variants, questions, arts, default_folder=str(args.vectors)
+    )
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records, timing = generate_answers(model, AnswerStore(out / "answers.jsonl"), jobs, config)
+    (out / "run.json").write_text(
+        json.dumps(
+            {
+                "command": " ".join(sys.argv),
+                "methods": [j[1].name for j in jobs[: len(jobs) // len(args.values)]],
+                "questions": {v: [q.id for q in qs] for v, qs in questions.items()},
+                "generation": config.__dict__,
+            },
+            indent=2,
+        )
+    )
+    print(f"{len(records)} answers in {out / 'answers.jsonl'} ({timing['answers']:.0f} new)")
+    return 0
+
+
+def _current(out: Path) -> list[dict[str, Any]]:
+    run = json.loads((out / "run.json").read_text())
+    wanted = {(v, q) for v, qs in run["questions"].items() for q in qs}
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for rec in read_records(out / "answers.jsonl"):
+        if (rec["value"], rec["qid"]) in wanted and rec["method"] in run["methods"]:
+            latest[(rec["value"], rec["method"], rec["qid"])] = rec
+    return list(latest.values())
+
+
+def _blind(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    records = _current(out)
+    paths = write_blind(records, out / "blind", seed=args.seed)
+    print(f"{len(records)} answers blinded: give {paths['items']} and {paths['guide']} to each")
+    print(f"annotator; keep {paths['key']} from them")
+    return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    frame = join_labels(out / "blind", args.labels)
+    frame.to_csv(out / "labels.csv", index=False)
+    run = json.loads((out / "run.json").read_text())
+    table = label_table(frame, methods=run["methods"])
+    agree = agreement(frame)
+    print(table.round(3).to_string())
+    for crit, a in agree.items():
+        print(
+            f"{crit}: raw agreement {a['raw_agreement']:.3f}, Cohen's kappa {a['cohen_kappa']:.3f}"
+        )
+    result = {
+        "command": run["command"],
+        "join_command": " ".join(sys.argv),
+        "generation": run["generation"],
+        "questions": run["questions"],
+        "annotators": "two independent annotators, blinded shuffled items, paper Appx. D/E criteria",
+        "agreement": agree,
+        "table": [
+            {"value": v, "method": m, **{k: float(x) for k, x in row.items()}}
+            for (v, m), row in table.iterrows()
+        ],
+    }
+    dest = Path(args.results) if args.results else out / "control_quality.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(result, indent=2))
+    print(f"wrote {dest}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fit", help="fit vectors and gates from one or more pairs folders")
+    f.add_argument("--pairs", nargs="+", type=Path, required=True, help="folders of <value>.jsonl")
+    f.add_argument("--vectors", type=Path, required=True, help="artifact folder to write")
+    f.add_argument("--values", nargs="+", default=list(VALUES))
+    f.add_argument("--threshold", type=float, default=0.9)
+    f.add_argument("--exclude-last", type=int, default=5)
+    f.add_argument("--fallback-top", type=int, default=3)
+    f.add_argument("--C", type=float, default=0.03)
+    f.add_argument("--cache", default="out/cq_acts", help="activation cache folder")
+    f.add_argument("--model", default=None)
+    a = sub.add_parser("answer", help="generate and store answers")
+    a.add_argument("--out", required=True)
+    a.add_argument("--vectors", type=Path, default=Path("out/vectors"))
+    a.add_argument("--values", nargs="+", default=list(VALUES))
+    a.add_argument("--methods", nargs="+", default=["base", "ica", "caa", "conva"])
+    a.add_argument("--variant", action="append", default=[], metavar="NAME=DIR[,p0=X][,coef=Y]")
+    a.add_argument("--questions", type=int, default=12, help="eval questions per value, spread")
+    a.add_argument("--max-new-tokens", type=int, default=48)
+    a.add_argument("--batch-size", type=int, default=12)
+    a.add_argument("--model", default=None)
+    b = sub.add_parser("blind", help="write the blinded annotation file")
+    b.add_argument("--out", required=True)
+    b.add_argument("--seed", type=int, default=0)
+    j = sub.add_parser("join", help="join two annotators' labels into the table")
+    j.add_argument("--out", required=True)
+    j.add_argument("--labels", nargs=2, required=True)
+    j.add_argument("--results", default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return {"fit": _fit, "answer": _answer, "blind": _blind, "join": _join}[args.cmd](args)
+    except ConvaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

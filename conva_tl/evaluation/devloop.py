@@ -1,0 +1,131 @@
+"""Building blocks of the judged development loop (``analyses/control_quality.py``).
+
+* :func:`spread_questions` - N eval questions of a value spread over its
+  scenario types (the first N would all share one or two types).
+* :class:`Variant` - a candidate method under test, parsed from
+  ``NAME=DIR[,method=conva|caa][,p0=X][,coef=Y][,gate=on|off][,layers=A-B]``.
+* :func:`answer_jobs` - the ``(value, method, questions)`` jobs that
+  :func:`conva_tl.evaluation.runner.generate_answers` answers and stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conva_tl.datasets import ContrastSet, DilemmaQuestion, _make_set, contrast_set, load_questions
+from conva_tl.errors import ConvaError
+from conva_tl.methods import CAA, ConVA
+from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0, make_method
+
+__all__ = ["spread_questions", "pairs_set", "Variant", "answer_jobs"]
+
+
+def pairs_set(value: str, folders: Sequence[str | Path]) -> ContrastSet:
+    """The context-controlled pairs of ``value`` from several folders, as one set.
+
+    Pair groups stay distinct across folders, so a held-out split never
+    separates a pair.
+    """
+    sets = [contrast_set(value, "pairs", path=Path(f) / f"{value}.jsonl") for f in folders]
+    if len(sets) == 1:
+        return sets[0]
+    texts: list[str] = []
+    labels: list[int] = []
+    groups: list[int] = []
+    offset = 0
+    for cs in sets:
+        texts += cs.texts
+        labels += cs.labels
+        groups += [g + offset for g in cs.groups]
+        offset += max(cs.groups) + 1
+    return _make_set(sets[0].value, "pairs", texts, labels, groups)
+
+
+def spread_questions(value: str, n: int, split: str = "eval") -> list[DilemmaQuestion]:
+    """``n`` questions of ``split`` at evenly spaced positions (all scenario types covered)."""
+    qs = load_questions(value, split=split)
+    if not 1 <= n <= len(qs):
+        raise ConvaError(f"questions per value must be in 1..{len(qs)}, got {n}")
+    step = len(qs) / n
+    return [qs[int(i * step)] for i in range(n)]
+
+
+def _layers(spec: str) -> tuple[int, ...]:
+    out: list[int] = []
+    for part in spec.split("+"):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return tuple(sorted(set(out)))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A candidate method: its name, artifact folder and settings."""
+
+    name: str
+    vectors: str
+    method: str = "conva"
+    p0: float = DEFAULT_P0
+    coef: float = DEFAULT_CAA_COEF
+    gate: bool = True
+    layers: tuple[int, ...] | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Variant:
+        """``NAME=DIR[,key=value...]`` with keys method, p0, coef, gate, layers."""
+        name, sep, rest = spec.partition("=")
+        if not sep or not name or not rest:
+            raise ConvaError(f"variant {spec!r}: expected NAME=DIR[,p0=X][,coef=Y]...")
+        folder, *opts = rest.split(",")
+        kw: dict[str, Any] = {}
+        for opt in opts:
+            key, _, val = opt.partition("=")
+            if key == "method" and val in ("conva", "caa"):
+                kw["method"] = val
+            elif key in ("p0", "coef"):
+                kw[key] = float(val)
+            elif key == "gate" and val in ("on", "off"):
+                kw["gate"] = val == "on"
+            elif key == "layers":
+                kw["layers"] = _layers(val)
+            else:
+                raise ConvaError(
+                    f"variant {spec!r}: unknown option {opt!r} "
+                    "(method=conva|caa, p0=X, coef=Y, gate=on|off, layers=A-B+C)"
+                )
+        return cls(name, folder, **kw)
+
+    def build(self, vectors: Any, gate: Any) -> Any:
+        if self.method == "caa":
+            return CAA(vectors, coef=self.coef, layers=self.layers, name=self.name)
+        return ConVA(
+            vectors,
+            p0=self.p0,
+            gate=gate if self.gate else None,
+            layers=self.layers,
+            name=self.name,
+        )
+
+
+def answer_jobs(
+    values: Sequence[str],
+    methods: Sequence[str],
+    variants: Sequence[Variant],
+    questions: Mapping[str, list[DilemmaQuestion]],
+    artifacts: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
+    *,
+    default_folder: str,
+) -> list[tuple[str, Any, list[DilemmaQuestion]]]:
+    """One job per value x (named method, then variant), in that order."""
+    jobs = []
+    for v in values:
+        vecs, gates = artifacts[default_folder]
+        for m in methods:
+            jobs.append((v, make_method(m, v, vecs.get(v), gates.get(v)), questions[v]))
+        for var in variants:
+            vv, gg = artifacts[var.vectors]
+            jobs.append((v, var.build(vv[v], gg.get(v)), questions[v]))
+    return jobs
