@@ -27,8 +27,8 @@ from typing import Any
 
 from conva_tl.errors import ConvaError
 from conva_tl.evaluation.annotation import agreement, join_labels, label_table, write_blind
+from conva_tl.evaluation.answers import AnswerStore
 from conva_tl.evaluation.devloop import Variant, answer_jobs, pairs_set, spread_questions
-from conva_tl.jsonl import read_records
 from conva_tl.values import VALUES
 
 
@@ -85,7 +85,6 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _answer(args: argparse.Namespace) -> int:
     from conva_tl.artifacts import load_gates, load_vectors
-    from conva_tl.evaluation.answers import AnswerStore
     from conva_tl.evaluation.runner import generate_answers
     from conva_tl.generate import GenerationConfig
     from conva_tl.model import load_model
@@ -124,7 +123,7 @@ def _current(out: Path) -> list[dict[str, Any]]:
     run = json.loads((out / "run.json").read_text())
     wanted = {(v, q) for v, qs in run["questions"].items() for q in qs}
     latest: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for rec in read_records(out / "answers.jsonl"):
+    for rec in AnswerStore(out / "answers.jsonl").records():
         if (rec["value"], rec["qid"]) in wanted and rec["method"] in run["methods"]:
             latest[(rec["value"], rec["method"], rec["qid"])] = rec
     return list(latest.values())

@@ -22,6 +22,8 @@ from conva_tl.hooks import hook_name, hooked, resid_post_name
 from conva_tl.identify import identify, identify_one
 from conva_tl.methods import CAA, ICA, Base, ConVA, steer
 from conva_tl.model import load_hf_model, load_model
+from conva_tl.multi import LeastNormSolver, min_norm_push
+from conva_tl.multi_conva import MultiConVA
 from conva_tl.pipeline import FitSettings, fit_all, make_method, summary_table
 from conva_tl.probes import LayerRule, LinearProbe, ValueVectors, fit_probes
 from conva_tl.values import VALUES, canonical_value, get_value
@@ -64,6 +66,9 @@ __all__ = [
     "CAA",
     "ConVA",
     "steer",
+    "MultiConVA",
+    "LeastNormSolver",
+    "min_norm_push",
     "FitSettings",
     "fit_all",
     "make_method",

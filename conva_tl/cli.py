@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -23,17 +24,25 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="HF name or local folder (default: embedded SmolLM2-135M-Instruct)",
     )
-    p.add_argument("--device", default=None)
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)"
+    )
     p.add_argument(
         "--vectors", default="out/vectors", help="artifact folder (default: out/vectors)"
     )
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from conva_tl.model import load_model
-    from conva_tl.pipeline import FitSettings, fit_all
+    from conva_tl.identify import value_names
+    from conva_tl.model import check_device, load_model
+    from conva_tl.pipeline import (
+        FitSettings,
+        check_output_folder,
+        contrast_sets_from_files,
+        fit_all,
+    )
 
-    model = load_model(args.model, device=args.device)
+    # Every argument and path is checked before the model is loaded.
     settings = FitSettings(
         kind=args.kind,
         pooling=args.pooling,
@@ -45,8 +54,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         standardize=not args.raw_scale,
         seed=args.seed,
     )
+    check_output_folder(args.vectors)
+    data = contrast_sets_from_files(args.pairs, settings.kind) if args.pairs else None
+    values = value_names(args.values or (list(data) if data else _all()))
+    check_device(args.device)
+    model = load_model(args.model, device=args.device)
     _, _ = fit_all(
-        model, args.vectors, args.values or _all(), settings=settings, resume=not args.no_resume
+        model, args.vectors, values, settings=settings, resume=not args.no_resume, data=data
     )
     import pandas as pd
 
@@ -67,7 +81,10 @@ def _cmd_steer(args: argparse.Namespace) -> int:
     from conva_tl.pipeline import FitSettings, fit_all, make_method
     from conva_tl.values import canonical_value
 
-    value = canonical_value(args.value)
+    if len(args.value) > 1 or any(op in args.value[0] for op in "=<>"):
+        return _cmd_steer_multi(args)
+    value = canonical_value(args.value[0])
+    _check_steer_args(args)
     model = load_model(args.model, device=args.device)
     vectors: dict[str, Any] = {}
     gates: dict[str, Any] = {}
@@ -82,6 +99,54 @@ def _cmd_steer(args: argparse.Namespace) -> int:
         )[0]
         print(f"[{name}] {answer}")
     return 0
+
+
+def _cmd_steer_multi(args: argparse.Namespace) -> int:
+    """``conva steer --value benevolence=0.9 --value "power<=0.3"``: several values at once."""
+    from conva_tl.generate import generate
+    from conva_tl.methods import Base
+    from conva_tl.model import load_model
+    from conva_tl.multi_conva import MultiConVA, parse_requests
+    from conva_tl.pipeline import FitSettings, fit_all
+
+    targets, caps = parse_requests(args.value, args.p0)
+    names = [m.strip() for m in args.method.split(",")]
+    if any(m not in ("base", "conva", "conva-nogate") for m in names):
+        raise ConvaError("with several values, --method takes base, conva and conva-nogate")
+    _check_steer_args(args)
+    model = load_model(args.model, device=args.device)
+    values = sorted({*targets, *caps})
+    vectors, gates = fit_all(model, args.vectors, values, settings=FitSettings())
+    for name in names:
+        method: Any = Base()
+        if name != "base":
+            per_value = {v: gates[v] for v in values if v in gates} if name == "conva" else {}
+            method = MultiConVA.from_vectors(vectors, targets, caps, gates=per_value, name=name)
+        answer = generate(
+            model, [args.question], intervention=method, max_new_tokens=args.max_new_tokens
+        )[0]
+        print(f"[{name}] {answer}")
+    return 0
+
+
+def _check_steer_args(args: argparse.Namespace) -> None:
+    """Validate ``conva steer``'s options before the model is loaded."""
+    from conva_tl.generate import GenerationConfig
+    from conva_tl.model import check_device
+    from conva_tl.pipeline import METHODS, check_output_folder
+    from conva_tl.steering import logit
+
+    names = [m.strip() for m in args.method.split(",")]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ConvaError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    logit(args.p0)
+    if not math.isfinite(args.caa_coef):
+        raise ConvaError(f"--caa-coef must be a finite number, got {args.caa_coef}")
+    GenerationConfig(max_new_tokens=args.max_new_tokens)
+    if any(m not in ("base", "ica") for m in names):
+        check_output_folder(args.vectors)
+    check_device(args.device)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -101,7 +166,19 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="identify value vectors (and gates) and save them")
     _add_fit_options(p)
-    p.add_argument("--values", nargs="*", help="values (default: all ten)")
+    p.add_argument(
+        "--values",
+        nargs="+",
+        help="values to fit (default: all ten, or those of the --pairs files)",
+    )
+    p.add_argument(
+        "--pairs",
+        nargs="+",
+        metavar="FILE",
+        help="your own data instead of the shipped files: JSONL in the shipped schema "
+        "(conva_tl/data/README.md), one value per file; pairs, or sentences with "
+        "--kind straightforward",
+    )
     p.add_argument("--kind", default="pairs", choices=["pairs", "straightforward"])
     p.add_argument("--pooling", default="last", choices=["last", "mean"])
     p.add_argument("--input-format", default="raw", choices=["raw", "chat"])
@@ -134,18 +211,47 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("steer", help="answer one question with one or more methods")
     _add_fit_options(p)
-    p.add_argument("question")
-    p.add_argument("--value", required=True)
+    p.add_argument("question", help="the user message to answer")
+    p.add_argument(
+        "--value",
+        required=True,
+        action="append",
+        help="the value to steer towards, e.g. security; repeat with targets and caps to "
+        "steer several at once: --value benevolence=0.9 --value 'power<=0.3'",
+    )
     p.add_argument("--method", default="base,conva", help=f"comma-separated: {', '.join(METHODS)}")
-    p.add_argument("--p0", type=float, default=DEFAULT_P0)
-    p.add_argument("--caa-coef", type=float, default=DEFAULT_CAA_COEF)
-    p.add_argument("--max-new-tokens", type=int, default=80)
+    p.add_argument(
+        "--p0",
+        type=float,
+        default=DEFAULT_P0,
+        help=f"ConVA target probability P0, in (0, 1) (default: {DEFAULT_P0})",
+    )
+    p.add_argument(
+        "--caa-coef",
+        type=float,
+        default=DEFAULT_CAA_COEF,
+        help=f"CAA multiplier of the mean paired difference (default: {DEFAULT_CAA_COEF})",
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=80, help="answer length limit (default: 80)"
+    )
     p.set_defaults(func=_cmd_steer)
 
     p = sub.add_parser("demo", help="the main job: fit all values, compare base and ConVA answers")
-    p.add_argument("--out", default="out/demo")
-    p.add_argument("--p0", type=float, default=DEFAULT_P0)
-    p.add_argument("--max-new-tokens", type=int, default=60)
+    p.add_argument(
+        "--out",
+        default="out/demo",
+        help="output folder for artifacts and answers (default: out/demo)",
+    )
+    p.add_argument(
+        "--p0",
+        type=float,
+        default=DEFAULT_P0,
+        help=f"ConVA target probability P0, in (0, 1) (default: {DEFAULT_P0})",
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=60, help="answer length limit (default: 60)"
+    )
     p.set_defaults(func=_cmd_demo)
 
     for name, target, help_text in (

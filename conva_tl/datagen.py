@@ -468,7 +468,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main_generate_data(argv: list[str] | None = None) -> int:
-    """``conva generate-data``: returns 0 on success, 1 on failure (2: usage, from argparse)."""
+    """``conva generate-data``: returns 0 on success, 2 on an error (as every ``conva`` subcommand)."""
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -524,7 +524,7 @@ def main_generate_data(argv: list[str] | None = None) -> int:
                     )
     except ConvaError as exc:
         logger.error("%s", exc)
-        return 1
+        return 2
     return 0
 
 

@@ -19,10 +19,19 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from conva_tl.datasets import load_questions
+from conva_tl.errors import ConvaError
 from conva_tl.generate import GenerationConfig, generate
+from conva_tl.identify import value_names
 from conva_tl.methods import ConVA
 from conva_tl.model import load_model
-from conva_tl.pipeline import DEFAULT_P0, FitSettings, fit_all, summary_table
+from conva_tl.pipeline import (
+    DEFAULT_P0,
+    FitSettings,
+    check_output_folder,
+    fit_all,
+    summary_table,
+)
+from conva_tl.steering import logit
 from conva_tl.values import VALUES
 
 __all__ = ["run_demo"]
@@ -51,7 +60,13 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo; returns the summary table and the answers (prints to ``stream``, default stdout)."""
     stream = stream if stream is not None else sys.stdout
-    out = Path(out_dir)
+    # Every argument is checked before the model is loaded and ten values fitted.
+    logit(p0)
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=max(len(values), 1))
+    values = tuple(value_names(values))
+    if isinstance(question_index, bool) or not isinstance(question_index, int):
+        raise ConvaError(f"question_index must be an integer, got {question_index!r}")
+    out = check_output_folder(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = lambda s="": print(s, file=stream, flush=True)  # noqa: E731 - the demo's own output
     t0 = time.perf_counter()
@@ -67,7 +82,6 @@ def run_demo(
     )
     say(table.to_string())
     questions = [load_questions(v, split="eval")[question_index].question for v in values]
-    cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=len(values))
     say(f"\nAnswering {len(values)} evaluation questions (base, batched)...")
     base = generate(model, questions, config=cfg, progress=False)
     steered = []

@@ -16,6 +16,8 @@ prompt text before generation.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,13 +31,21 @@ from torch import Tensor
 
 from conva_tl.activations import cache_resid_post, pool
 from conva_tl.datasets import load_questions, load_unrelated
-from conva_tl.errors import ConvaError
+from conva_tl.errors import ArtifactError, ConvaError
 from conva_tl.generate import GenerationContext
 from conva_tl.hooks import hook_name
 from conva_tl.probes import ValueVectors
 from conva_tl.values import canonical_value
 
-__all__ = ["TextGate", "ActivationGate", "fit_gate", "fit_gates", "gate_hook", "CallableGate"]
+__all__ = [
+    "TextGate",
+    "ActivationGate",
+    "fit_gate",
+    "fit_gates",
+    "gate_hook",
+    "CallableGate",
+    "checked_scores",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +59,69 @@ class TextGate(Protocol):
     def score_texts(self, texts: list[str]) -> Float[Tensor, " batch"]: ...
 
 
+def checked_scores(raw: Any, n_texts: int, source: str) -> Float[Tensor, " batch"]:
+    """``raw`` as a float tensor of one finite score per text, or a clear error.
+
+    Args:
+        raw: what a gate's scoring function returned.
+        n_texts: how many texts it scored.
+        source: the gate, for the message.
+
+    Raises:
+        ConvaError: ``raw`` is not numbers, has another shape, or is not finite.
+    """
+    expected = f"one score in [0, 1] per text: a sequence or tensor of shape ({n_texts},)"
+    if raw is None:
+        raise ConvaError(f"{source} returned None for {n_texts} texts; it must return {expected}")
+    try:
+        scores = torch.as_tensor(raw, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConvaError(
+            f"{source} returned {type(raw).__name__}, not numbers ({exc}); it must return {expected}"
+        ) from None
+    if tuple(scores.shape) != (n_texts,):
+        raise ConvaError(
+            f"{source} returned scores of shape {tuple(scores.shape)} for {n_texts} texts; "
+            f"it must return {expected} (flatten a column of scores)"
+        )
+    if not bool(torch.isfinite(scores).all()):
+        raise ConvaError(
+            f"{source} returned non-finite scores {scores.tolist()}; it must return {expected}"
+        )
+    return scores
+
+
 @dataclass(frozen=True)
 class CallableGate:
-    """Wrap any ``texts -> scores`` function (e.g. an external value detector)."""
+    """Wrap any ``texts -> scores`` function (e.g. an external value detector).
+
+    ``fn(texts)`` must return one score per text (a list, array or tensor of
+    shape ``(len(texts),)``); the gate opens where the score exceeds ``threshold``.
+    """
 
     fn: Any
     threshold: float = 0.5
 
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise ConvaError(f"CallableGate needs a function texts -> scores, got {self.fn!r}")
+        _check_threshold(self.threshold)
+
     def score_texts(self, texts: list[str]) -> Float[Tensor, " batch"]:
-        return torch.as_tensor(self.fn(texts), dtype=torch.float32)
+        return checked_scores(self.fn(texts), len(texts), f"CallableGate({self.fn!r})")
+
+
+def _check_threshold(threshold: Any) -> None:
+    # Any finite number: below 0 the gate is always open, above 1 always shut
+    # (the g0 sweeps use both ends).
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, numbers.Real)
+        or not math.isfinite(threshold)
+    ):
+        raise ConvaError(
+            f"gate threshold g0 must be a finite number (scores are in [0, 1]), got {threshold!r}"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,9 +143,24 @@ class ActivationGate:
     threshold: float = 0.5
     metrics: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1:
+            raise ConvaError(f"gate block must be an integer >= 1, got {self.block!r}")
+        _check_threshold(self.threshold)
+
     @property
     def hook_name(self) -> str:
         return hook_name(self.block, "hook_resid_pre")
+
+    def check_model(self, model: Any) -> None:
+        """Raise :class:`ArtifactError` unless the gate reads a block and width the model has."""
+        n_layers, d_model = int(model.cfg.n_layers), int(model.cfg.d_model)
+        if tuple(self.w.shape) != (d_model,) or not 1 <= self.block < n_layers:
+            raise ArtifactError(
+                f"gate for {self.value!r} reads block {self.block} with weights of shape "
+                f"{tuple(self.w.shape)}, but the model has blocks 1..{n_layers - 1} and "
+                f"d_model {d_model}: fit the gate on this model (fit_gate)"
+            )
 
     def score(
         self, resid: Float[Tensor, "batch pos d_model"], token_mask: Bool[Tensor, "batch pos"]

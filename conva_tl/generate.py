@@ -12,6 +12,8 @@ decoding step.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -26,7 +28,15 @@ from conva_tl.hooks import HookFn, hooked
 from conva_tl.prompts import format_inputs
 from conva_tl.tokens import Batch, tokenize_batch
 
-__all__ = ["GenerationContext", "Intervention", "GenerationConfig", "generate", "generate_batch"]
+__all__ = [
+    "GenerationContext",
+    "Intervention",
+    "GenerationConfig",
+    "generate",
+    "generate_batch",
+    "check_context",
+    "context_length",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +122,17 @@ class GenerationConfig:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "seed", "batch_size"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, numbers.Integral):
+                raise ConvaError(f"{name} must be an integer, got {val!r}")
+        for name in ("temperature", "top_p"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, numbers.Real) or not math.isfinite(val):
+                raise ConvaError(f"{name} must be a finite number, got {val!r}")
+        for name in ("do_sample", "use_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConvaError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.max_new_tokens < 1:
             raise ConvaError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature <= 0:
@@ -142,6 +163,36 @@ def _next_token(logits: Tensor, cfg: GenerationConfig, gen: torch.Generator | No
         sorted_p = sorted_p * keep
         probs = torch.zeros_like(probs).scatter(-1, sorted_i, sorted_p)
     return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
+
+
+def context_length(model: Any) -> int | None:
+    """The longest sequence the model was trained for (``cfg.n_ctx``), if known."""
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    return int(n_ctx) if isinstance(n_ctx, int) and n_ctx > 0 else None
+
+
+def check_context(model: Any, batch: Batch, max_new_tokens: int, *, first_row: int = 0) -> None:
+    """Raise :class:`ConvaError` if a prompt plus ``max_new_tokens`` overflows the context.
+
+    Past its context a model answers garbage (positions it never saw) while
+    taking longest; nothing is truncated silently.
+    """
+    n_ctx = context_length(model)
+    if n_ctx is None:
+        return
+    lengths = batch.attention_mask.sum(dim=1).tolist()
+    for row, n in enumerate(lengths):
+        if n + max_new_tokens > n_ctx:
+            hint = (
+                f"lower max_new_tokens to {n_ctx - n}"
+                if n < n_ctx
+                else f"shorten it by at least {n - n_ctx + max_new_tokens} tokens"
+            )
+            raise ConvaError(
+                f"prompt {first_row + row} is {n} tokens (after the chat template); with "
+                f"max_new_tokens={max_new_tokens} that exceeds the model's context of {n_ctx} "
+                f"tokens: {hint}"
+            )
 
 
 @torch.inference_mode()
@@ -235,8 +286,26 @@ def generate(
     """
     if isinstance(questions, str):
         raise ConvaError("questions must be a list of strings: wrap one question as [question]")
+    questions = list(questions)
+    for i, q in enumerate(questions):
+        if not isinstance(q, str):
+            raise ConvaError(
+                f"questions[{i}] is {type(q).__name__} {q!r}, expected a string; "
+                "pass the question text"
+            )
+    if intervention is not None and not isinstance(intervention, Intervention):
+        raise ConvaError(
+            f"intervention must be a method such as ConVA(vectors) or Base(), got "
+            f"{type(intervention).__name__}"
+        )
     cfg = config or GenerationConfig()
     if overrides:
+        unknown = sorted(set(overrides) - set(cfg.__dict__))
+        if unknown:
+            raise ConvaError(
+                f"generate() got unknown options {unknown}; decoding options are "
+                f"{', '.join(cfg.__dict__)}"
+            )
         cfg = GenerationConfig(**{**cfg.__dict__, **overrides})
     texts: list[str] = []
     for q in questions:
@@ -247,10 +316,16 @@ def generate(
     answers: list[str] = []
     records: list[dict[str, Any]] = []
     starts = range(0, len(texts), cfg.batch_size)
+    # Tokenize everything first: a prompt the context cannot hold is refused
+    # before any batch is generated, not after minutes of work.
+    batches = [tokenize_batch(model.tokenizer, texts[s : s + cfg.batch_size]) for s in starts]
+    for start, batch in zip(starts, batches, strict=True):
+        check_context(model, batch, cfg.max_new_tokens, first_row=start)
     show = progress if progress is not None else len(starts) > 2
-    for start in tqdm(starts, disable=not show, desc="generating", unit="batch"):
+    for start, batch in tqdm(
+        list(zip(starts, batches, strict=True)), disable=not show, desc="generating", unit="batch"
+    ):
         chunk = texts[start : start + cfg.batch_size]
-        batch = tokenize_batch(model.tokenizer, chunk)
         ctx = GenerationContext(texts=chunk, trace=[] if trace else None)
         hooks = intervention.fwd_hooks(model, ctx) if intervention else []
         out = generate_batch(model, batch, cfg, ctx=ctx, fwd_hooks=hooks)
@@ -261,5 +336,6 @@ def generate(
         import pandas as pd
 
         cols = ["row", "step", "position", "layer", "gate_score", "p_before", "p_after", "eps"]
+        cols += list(dict.fromkeys(k for r in records for k in r if k not in cols))  # per-value
         return answers, pd.DataFrame(records, columns=cols)
     return answers

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-
 from conva_tl._version import __version__
-from conva_tl.activations import cache_resid_post
+from conva_tl.activations import cache_resid_post, resolve_layers
 from conva_tl.datasets import ContrastSet, contrast_set
+from conva_tl.errors import DataError
 from conva_tl.hooks import resid_post_name
 from conva_tl.model import model_info
 from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, ValueVectors, fit_probes
 from conva_tl.values import VALUES, canonical_value
 
-__all__ = ["identify", "identify_one"]
+__all__ = ["identify", "identify_one", "value_names", "custom_sets"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +51,12 @@ def identify(
         model: a ``TransformerBridge``.
         values: value names (default: all ten).
         kind: shipped data to use, ``"pairs"`` (context-controlled) or ``"straightforward"``.
-        data: your own :class:`ContrastSet` per value instead of shipped data.
+        data: your own :class:`ContrastSet` per value instead of shipped data;
+            keys are value names in any spelling, each set must be for its key.
         pooling: ``"last"`` token (the authors' code) or ``"mean"``.
         input_format: ``"raw"`` sentences (the paper) or ``"chat"`` template.
         layers: which layers to fit (default: all). Unfitted layers get zero
-            probes and accuracy 0.
+            probes and accuracy 0 and are never chosen as control layers.
         test_size, k_folds, C, standardize, seed, rule: see :func:`fit_probes`.
         batch_size: texts per forward pass.
         progress: progress bar for the activation pass.
@@ -68,14 +68,16 @@ def identify(
         >>> vectors = identify(model, ["security"])  # doctest: +SKIP
         >>> vectors["security"].control_layers  # doctest: +SKIP
     """
-    names = [canonical_value(v) for v in values]
-    sets = {v: (data or {}).get(v) or contrast_set(v, kind) for v in names}
+    names = value_names(values)
+    given = custom_sets(data, names)
+    sets = {v: given.get(v) or contrast_set(v, kind) for v in names}
+    fitted_layers = resolve_layers(model, layers)  # checked before the expensive pass
     texts = [t for v in names for t in sets[v].texts]
     t0 = time.perf_counter()
     acts = cache_resid_post(
         model,
         texts,
-        layers=layers,
+        layers=fitted_layers,
         pooling=pooling,
         input_format=input_format,
         batch_size=batch_size,
@@ -84,7 +86,6 @@ def identify(
     logger.info(
         "cached %d texts x %d layers in %.1fs", len(texts), acts.shape[0], time.perf_counter() - t0
     )
-    fitted_layers = list(range(model.cfg.n_layers)) if layers is None else sorted(set(layers))
     out: dict[str, ValueVectors] = {}
     start = 0
     for v in names:
@@ -112,8 +113,10 @@ def identify(
             seed=seed,
             rule=LayerRule() if rule is None else rule,
             metadata=meta,
+            layers=fitted_layers,
+            n_layers=model.cfg.n_layers,
         )
-        out[v] = _expand(vv, fitted_layers, model.cfg.n_layers, rule or LayerRule())
+        out[v] = vv
     return out
 
 
@@ -122,21 +125,45 @@ def identify_one(model: Any, value: str, **kwargs: Any) -> ValueVectors:
     return identify(model, [value], **kwargs)[canonical_value(value)]
 
 
-def _expand(vv: ValueVectors, fitted: list[int], n_layers: int, rule: LayerRule) -> ValueVectors:
-    """Place probes fitted on a layer subset into full-depth tensors."""
-    if len(fitted) == n_layers:
-        return vv
-    w = torch.zeros(n_layers, vv.w.shape[1])
-    b = torch.zeros(n_layers)
-    acc = torch.zeros(n_layers)
-    tacc = torch.zeros(n_layers)
-    diff = torch.zeros_like(w)
-    idx = torch.tensor(fitted)
-    w[idx], b[idx], acc[idx], tacc[idx], diff[idx] = (
-        vv.w,
-        vv.b,
-        vv.accuracy,
-        vv.train_accuracy,
-        vv.mean_diff,
-    )
-    return ValueVectors(vv.value, w, b, acc, tacc, rule.select(acc.tolist()), diff, vv.metadata)
+def value_names(values: Sequence[str]) -> list[str]:
+    """Canonical, de-duplicated value names; an empty or bare-string list is an error."""
+    if isinstance(values, str):
+        raise DataError(f"values must be a list of value names: wrap one value as [{values!r}]")
+    names = list(dict.fromkeys(canonical_value(v) for v in values))
+    if not names:
+        raise DataError("values is empty: name at least one of " + ", ".join(VALUES))
+    return names
+
+
+def custom_sets(
+    data: Mapping[str, ContrastSet] | None, names: Sequence[str]
+) -> dict[str, ContrastSet]:
+    """``data`` keyed by canonical value name, each set checked against its key.
+
+    Raises:
+        DataError: a key is not a value, a set is not a :class:`ContrastSet`, a
+            set was built for another value, or a key names a value not in ``names``.
+    """
+    out: dict[str, ContrastSet] = {}
+    for key, cs in (data or {}).items():
+        canon = canonical_value(key)
+        if not isinstance(cs, ContrastSet):
+            raise DataError(
+                f"data[{key!r}] is a {type(cs).__name__}, expected a ContrastSet "
+                "(build one with conva_tl.datasets.contrast_set(value, path=...))"
+            )
+        if cs.value != canon:
+            raise DataError(
+                f"data[{key!r}] holds texts for {cs.value!r}, not {canon!r}: "
+                f"give it under the key {cs.value!r} or build the set for {canon!r}"
+            )
+        if canon in out:
+            raise DataError(f"data has two sets for {canon!r} (keys differ only in spelling)")
+        out[canon] = cs
+    extra = [v for v in out if v not in names]
+    if extra:
+        raise DataError(
+            f"data has sets for {', '.join(extra)}, which values does not include "
+            f"({', '.join(names)}): add them to values or drop them from data"
+        )
+    return out

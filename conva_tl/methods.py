@@ -17,6 +17,8 @@ block (``model.generate``, ``run_with_cache``, a plain forward).
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,9 +26,9 @@ from typing import Any
 
 import pandas as pd
 
-from conva_tl.errors import ConvaError
-from conva_tl.gate import ActivationGate, TextGate, gate_hook
-from conva_tl.generate import GenerationContext
+from conva_tl.errors import ArtifactError, ConvaError
+from conva_tl.gate import ActivationGate, TextGate, checked_scores, gate_hook
+from conva_tl.generate import GenerationContext, Intervention
 from conva_tl.hooks import HookCounter, HookFn, hooked, resid_post_name
 from conva_tl.probes import ValueVectors
 from conva_tl.steering import caa_resid_hook, conva_prompt_resid_hook, conva_resid_hook, logit
@@ -93,8 +95,32 @@ class CAA:
     def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
         return question, None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.vectors, ValueVectors):
+            raise ConvaError(f"CAA needs ValueVectors, got {type(self.vectors).__name__}")
+        coef = self.coef
+        if isinstance(coef, bool) or not isinstance(coef, numbers.Real) or not math.isfinite(coef):
+            raise ConvaError(f"CAA coef must be a finite number, got {coef!r}")
+        layers = self.control_layers
+        bad = [x for x in layers if not 0 <= int(x) < self.vectors.n_layers]
+        if bad:
+            raise ArtifactError(
+                f"CAA layers {bad} are outside 0..{self.vectors.n_layers - 1} of {self.vectors.value!r}"
+            )
+        empty = [int(x) for x in layers if float(self.vectors.mean_diff[x].norm()) == 0.0]
+        if empty:
+            raise ArtifactError(
+                f"{self.vectors.value!r} has a zero steering vector (unfitted) at layer(s) {empty}: "
+                f"CAA would add nothing there. Use fitted layers ({list(self.vectors.fitted_layers)})."
+            )
+
+    @property
+    def control_layers(self) -> tuple[int, ...]:
+        return self.layers if self.layers is not None else self.vectors.control_layers
+
     def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
-        layers = self.layers if self.layers is not None else self.vectors.control_layers
+        self.vectors.check_model(model)
+        layers = self.control_layers
         return [
             (
                 resid_post_name(layer),
@@ -130,7 +156,11 @@ class ConVA:
     name: str = "conva"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.vectors, ValueVectors):
+            raise ConvaError(f"ConVA needs ValueVectors, got {type(self.vectors).__name__}")
         logit(self.p0)  # validates 0 < p0 < 1
+        # Never steer along a zero (unfitted) or degenerate probe: eps would be 0/0.
+        self.vectors.check_layers(self.control_layers)
         if self.mode not in ("per_token", "per_prompt"):
             raise ConvaError(f"mode must be 'per_token' or 'per_prompt', got {self.mode!r}")
         if self.gate is not None and not isinstance(self.gate, (ActivationGate, TextGate)):
@@ -157,6 +187,9 @@ class ConVA:
         return self.prompt(question) if self.prompt is not None else (question, None)
 
     def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+        self.vectors.check_model(model)  # before any forward pass
+        if isinstance(self.gate, ActivationGate):
+            self.gate.check_model(model)
         hooks: list[tuple[str, HookFn]] = []
         if isinstance(self.gate, ActivationGate):
             hooks.append(
@@ -167,7 +200,9 @@ class ConVA:
                 raise ConvaError(
                     "a text gate needs the prompt texts: use conva_tl.generate() or steer(..., texts=...)"
                 )
-            scores = self.gate.score_texts(ctx.texts).float()
+            scores = checked_scores(
+                self.gate.score_texts(ctx.texts), len(ctx.texts), type(self.gate).__name__
+            )
             ctx.state["gate_score"] = scores
             ctx.state["gate_open"] = scores > self.gate.threshold
         hook_fn = conva_resid_hook if self.mode == "per_token" else conva_prompt_resid_hook
@@ -194,7 +229,7 @@ class Steering:
 
     ctx: GenerationContext
     calls: HookCounter
-    method: ConVA
+    method: Any
     extra: dict[str, Any] = field(default_factory=dict)
 
     def trace_frame(self) -> pd.DataFrame:
@@ -204,7 +239,7 @@ class Steering:
 @contextmanager
 def steer(
     model: Any,
-    vectors: ValueVectors,
+    vectors: ValueVectors | Intervention,
     *,
     p0: float = 0.9,
     gate: Any = None,
@@ -215,6 +250,10 @@ def steer(
 ) -> Iterator[Steering]:
     """Apply ConVA to everything the model runs inside the ``with`` block.
 
+    ``vectors`` may instead be a ready intervention (e.g. a
+    :class:`~conva_tl.multi_conva.MultiConVA`); ``p0``, ``gate``, ``mode`` and
+    ``layers`` are then its own.
+
     Outside :func:`conva_tl.generate.generate` the hooks treat every pass over
     more than one token as a new prompt (its gate decision is taken there) and
     one-token passes as decoding steps, which is how ``model.generate`` with a
@@ -224,7 +263,10 @@ def steer(
         >>> with steer(model, vectors["security"], p0=0.9) as s:  # doctest: +SKIP
         ...     model.generate("Should I invest my savings in crypto?", max_new_tokens=40)
     """
-    method = ConVA(vectors, p0=p0, gate=gate, mode=mode, layers=layers)
+    if isinstance(vectors, Intervention):
+        method: Any = vectors
+    else:
+        method = ConVA(vectors, p0=p0, gate=gate, mode=mode, layers=layers)
     ctx = GenerationContext(texts=list(texts or []), trace=[] if trace else None)
     with hooked(model, method.fwd_hooks(model, ctx)) as calls:
         yield Steering(ctx, calls, method)
@@ -235,4 +277,5 @@ def trace_frame(ctx: GenerationContext) -> pd.DataFrame:
     if ctx.trace is None:
         raise ConvaError("this run was not traced: pass trace=True")
     cols = ["row", "step", "position", "layer", "gate_score", "p_before", "p_after", "eps"]
+    cols += list(dict.fromkeys(k for r in ctx.trace for k in r if k not in cols))  # per-value
     return pd.DataFrame(ctx.trace, columns=cols)

@@ -33,6 +33,7 @@ __all__ = [
     "load_model",
     "model_info",
     "boot_bridge",
+    "check_device",
 ]
 
 logger = logging.getLogger(__name__)
@@ -220,6 +221,38 @@ def boot_bridge(
     return bridge
 
 
+def check_device(device: str | torch.device | None) -> str:
+    """The device to load on (default: CUDA when available), checked to exist here.
+
+    Raises:
+        ModelLoadError: the name is not a torch device, or it is a CUDA / MPS
+            device this machine does not have.
+    """
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelLoadError(
+            f"device {device!r} is not a torch device ({exc}); use 'cpu', 'cuda' or 'cuda:N'"
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ModelLoadError(
+                f"device {str(device)!r} asked for, but this machine has no usable CUDA GPU "
+                "(or torch was built without CUDA): use --device cpu or omit --device"
+            )
+        if dev.index is not None and dev.index >= n:
+            raise ModelLoadError(
+                f"device {str(device)!r} asked for, but this machine has {n} CUDA GPU(s) "
+                f"(cuda:0..cuda:{n - 1})"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device {str(device)!r} asked for, but MPS is not available here")
+    return str(dev)
+
+
 def load_model(
     name: str | None = None,
     *,
@@ -239,9 +272,9 @@ def load_model(
         >>> model.cfg.n_layers  # doctest: +SKIP
         30
     """
+    device = check_device(device)  # before the (slow) load
+    _dtype(dtype)
     hf_model, tok, model_name = load_hf_model(name, dtype=dtype)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     hf_model = hf_model.to(device)
     return boot_bridge(hf_model, tok, model_name, device=device)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,10 +20,10 @@ from typing import Any
 import pandas as pd
 
 from conva_tl.artifacts import load_gates, load_vectors, save_gates, save_vectors
-from conva_tl.datasets import contrast_set
-from conva_tl.errors import ArtifactError, ConvaError
+from conva_tl.datasets import ContrastSet, contrast_set, load_pairs, load_straightforward
+from conva_tl.errors import ArtifactError, ConvaError, DataError
 from conva_tl.gate import ActivationGate, fit_gates
-from conva_tl.identify import identify
+from conva_tl.identify import custom_sets, identify, value_names
 from conva_tl.methods import CAA, ICA, Base, ConVA
 from conva_tl.model import model_info
 from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, ValueVectors
@@ -29,6 +31,8 @@ from conva_tl.values import VALUES, canonical_value
 
 __all__ = [
     "FitSettings",
+    "check_output_folder",
+    "contrast_sets_from_files",
     "fit_all",
     "load_or_fit",
     "summary_table",
@@ -72,14 +76,88 @@ class FitSettings:
             raise ConvaError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
         if self.input_format not in ("raw", "chat"):
             raise ConvaError(f"input_format must be 'raw' or 'chat', got {self.input_format!r}")
+        if not _real(self.C) or not 0 < self.C < float("inf"):
+            raise ConvaError(f"C (inverse L2 strength) must be a positive number, got {self.C!r}")
+        if not _real(self.test_size) or not 0 < self.test_size < 1:
+            raise ConvaError(f"test_size must be in (0, 1), got {self.test_size!r}")
+        for name in ("seed", "exclude_last", "fallback_top"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, int) or (name != "seed" and val < 0):
+                raise ConvaError(f"{name} must be an integer >= 0, got {val!r}")
+        if not _real(self.threshold) or not 0 <= self.threshold < 1:
+            raise ConvaError(f"threshold must be in [0, 1), got {self.threshold!r}")
 
 
-def _matches(vv: ValueVectors, model: Any, settings: FitSettings) -> bool:
+def _real(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """``path`` as a folder this process can create or write into; checked, not created.
+
+    Called before a model is loaded, so a bad output path fails in a second
+    rather than after minutes of fitting.
+
+    Raises:
+        ArtifactError: ``path`` is a file, lies under a file, or is not writable.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ArtifactError(f"output folder {folder} exists and is a file: choose another path")
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ArtifactError(
+            f"output folder {folder} cannot be created: {parent} is a file, not a folder; "
+            "choose another path"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ArtifactError(
+            f"output folder {folder} is not writable ({parent}): choose another path"
+        )
+    return folder
+
+
+def contrast_sets_from_files(
+    paths: Sequence[str | Path], kind: str = "pairs"
+) -> dict[str, ContrastSet]:
+    """Your own data files (the shipped JSONL schema), one value per file, by value.
+
+    Raises:
+        DataError: a file is missing, not UTF-8, malformed, holds several values,
+            or two files hold the same value.
+    """
+    out: dict[str, ContrastSet] = {}
+    for path in map(Path, paths):
+        try:
+            records = load_pairs(path=path) if kind == "pairs" else load_straightforward(path=path)
+            found = sorted({r.value for r in records})
+            if len(found) != 1:
+                raise DataError(
+                    f"{path}: holds {len(found)} values ({', '.join(found)}); "
+                    "give one file per value"
+                )
+            cs = contrast_set(found[0], kind, path=path)
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
+        if cs.value in out:
+            raise DataError(f"{path}: a second file for {cs.value!r}; give one file per value")
+        out[cs.value] = cs
+    return out
+
+
+def _matches(
+    vv: ValueVectors, model: Any, settings: FitSettings, data: dict[str, ContrastSet]
+) -> bool:
     meta = vv.metadata
+    cs = data.get(vv.value) or contrast_set(vv.value, settings.kind)
     return (
         meta.get("model") == model_info(model).to_dict()
         and meta.get("fit_settings") == asdict(settings)
-        and meta.get("dataset", {}).get("sha256") == contrast_set(vv.value, settings.kind).sha256
+        and meta.get("dataset", {}).get("sha256") == cs.sha256
     )
 
 
@@ -92,6 +170,7 @@ def fit_all(
     gates: bool = True,
     resume: bool = True,
     progress: bool | None = True,
+    data: dict[str, ContrastSet] | None = None,
 ) -> tuple[dict[str, ValueVectors], dict[str, ActivationGate]]:
     """Identify (or reload) value vectors and gates for ``values``; save them.
 
@@ -104,10 +183,13 @@ def fit_all(
         resume: reuse vectors already in ``out_dir`` fitted with the same model,
             data and settings; only the missing values are fitted.
         progress: progress bars.
+        data: your own :class:`ContrastSet` per value (see :func:`identify`);
+            resume compares against its hash.
     """
     settings = settings or FitSettings()
-    names = [canonical_value(v) for v in values]
-    out = Path(out_dir)
+    names = value_names(values)
+    sets = custom_sets(data, names)
+    out = check_output_folder(out_dir)
     have: dict[str, ValueVectors] = {}
     if resume and (out / "manifest.json").is_file():
         try:
@@ -115,7 +197,9 @@ def fit_all(
         except ArtifactError as exc:
             logger.warning("ignoring unreadable artifacts in %s: %s", out, exc)
             saved = {}
-        have = {v: vv for v, vv in saved.items() if v in names and _matches(vv, model, settings)}
+        have = {
+            v: vv for v, vv in saved.items() if v in names and _matches(vv, model, settings, sets)
+        }
     todo = [v for v in names if v not in have]
     if todo:
         logger.info("identifying value vectors for %s", ", ".join(todo))
@@ -128,6 +212,7 @@ def fit_all(
             model,
             todo,
             kind=settings.kind,
+            data={v: sets[v] for v in todo if v in sets},
             pooling=settings.pooling,
             input_format=settings.input_format,
             test_size=settings.test_size,
@@ -254,6 +339,15 @@ def make_method(
         return ICA(value)
     if vectors is None:
         raise ConvaError(f"method {name!r} needs value vectors for {value!r} (conva fit)")
+    if vectors.value != canonical_value(value):
+        raise ConvaError(
+            f"method {name!r} for {canonical_value(value)!r} was given the vectors of "
+            f"{vectors.value!r}: pass the vectors of {canonical_value(value)!r}"
+        )
+    if gate is not None and canonical_value(gate.value) != vectors.value:
+        raise ConvaError(
+            f"method {name!r} for {vectors.value!r} was given the gate of {gate.value!r}"
+        )
     if name == "caa":
         return CAA(vectors, coef=caa_coef)
     if name == "conva-nogate":

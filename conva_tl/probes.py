@@ -12,6 +12,7 @@ become the control layers of :mod:`conva_tl.steering`.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -27,12 +28,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from torch import Tensor
 
-from conva_tl.errors import ConvaError
+from conva_tl.errors import ArtifactError, ConvaError, DataError
 
 __all__ = [
     "DEFAULT_C",
     "DEFAULT_STANDARDIZE",
     "AUTHORS_C",
+    "MIN_W_NORM",
+    "MIN_HELDOUT_GROUPS",
     "LinearProbe",
     "LayerRule",
     "ValueVectors",
@@ -56,6 +59,15 @@ DEFAULT_STANDARDIZE = True
 #: The authors' code: ``LogisticRegression(C=1)`` on raw activations
 #: (``C=AUTHORS_C, standardize=False`` reproduces it).
 AUTHORS_C = 1.0
+#: Smallest probe norm |w| a control layer may have. The closed-form push is
+#: (logit(P0) - w.e - b) / |w| along v: below this bound it is over a million
+#: times the logit gap, far outside any residual stream (and a zero probe, the
+#: mark of an unfitted layer, gives 0/0). Fitted probes on the embedded model
+#: have |w| of order 1e-2 to 1.
+MIN_W_NORM = 1e-6
+#: Held-out groups (pairs) below which :func:`fit_probes` warns: accuracy then
+#: moves in steps of more than 1/10 and the layer rule reads noise.
+MIN_HELDOUT_GROUPS = 10
 
 
 class LinearProbe(ClassifierMixin, BaseEstimator):
@@ -141,11 +153,22 @@ class LayerRule:
         if self.exclude_last < 0:
             raise ConvaError(f"exclude_last must be >= 0, got {self.exclude_last}")
 
-    def select(self, accuracy: Sequence[float]) -> tuple[int, ...]:
+    def select(
+        self, accuracy: Sequence[float], candidates: Sequence[int] | None = None
+    ) -> tuple[int, ...]:
+        """Control layers for per-layer held-out ``accuracy``.
+
+        Args:
+            accuracy: held-out accuracy of every layer of the model.
+            candidates: layers that have a fitted probe (default: all); the
+                threshold and the fallback only ever pick among them.
+        """
         n_allowed = max(len(accuracy) - self.exclude_last, 0)
-        chosen = [i for i in range(n_allowed) if accuracy[i] > self.threshold]
+        pool = range(n_allowed) if candidates is None else sorted(set(candidates))
+        allowed = [i for i in pool if 0 <= i < n_allowed]
+        chosen = [i for i in allowed if accuracy[i] > self.threshold]
         if not chosen and self.fallback_top > 0:
-            ranked = sorted(range(n_allowed), key=lambda i: (-accuracy[i], i))
+            ranked = sorted(allowed, key=lambda i: (-accuracy[i], i))
             chosen = sorted(ranked[: self.fallback_top])
         if self.max_layers is not None:
             chosen = sorted(sorted(chosen, key=lambda i: -accuracy[i])[: self.max_layers])
@@ -194,6 +217,49 @@ class ValueVectors:
         """The layer with the highest held-out accuracy (earliest on ties)."""
         return int(torch.argmax(self.accuracy))
 
+    @property
+    def fitted_layers(self) -> tuple[int, ...]:
+        """Layers with a usable probe: finite and |w| >= :data:`MIN_W_NORM`.
+
+        Layers left out of ``identify(..., layers=...)`` hold zero probes and
+        are never fitted.
+        """
+        norms = self.w.float().norm(dim=-1)
+        ok = torch.isfinite(norms) & (norms >= MIN_W_NORM) & torch.isfinite(self.b.float())
+        return tuple(int(i) for i in torch.nonzero(ok).flatten().tolist())
+
+    def check_layers(self, layers: Sequence[int]) -> None:
+        """Raise :class:`ArtifactError` unless every layer can be steered with this probe."""
+        bad_range = [x for x in layers if not 0 <= int(x) < self.n_layers]
+        if bad_range:
+            raise ArtifactError(
+                f"control layers {bad_range} of {self.value!r} are outside 0..{self.n_layers - 1}"
+            )
+        fitted = set(self.fitted_layers)
+        unusable = [int(x) for x in layers if int(x) not in fitted]
+        if unusable:
+            norms = ", ".join(f"{x}: {float(self.w[x].float().norm()):.3g}" for x in unusable)
+            raise ArtifactError(
+                f"{self.value!r} has no usable probe at control layer(s) {unusable} (|w| {norms}; "
+                f"a layer needs a finite probe with |w| >= {MIN_W_NORM:g}, zero means unfitted). "
+                f"Steer fitted layers only (fitted: {list(self.fitted_layers) or 'none'}), "
+                "or identify() with these layers."
+            )
+
+    def check_model(self, model: Any) -> None:
+        """Raise :class:`ArtifactError` unless the probes have the model's layers and width."""
+        n_layers, d_model = int(model.cfg.n_layers), int(model.cfg.d_model)
+        if tuple(self.w.shape) != (n_layers, d_model) or tuple(self.mean_diff.shape) != (
+            n_layers,
+            d_model,
+        ):
+            name = getattr(model.cfg, "model_name", "the model")
+            raise ArtifactError(
+                f"value vectors for {self.value!r} have {self.n_layers} layers x "
+                f"d_model {self.w.shape[1]}, but {name} has {n_layers} layers x d_model "
+                f"{d_model}. Fit them on this model (conva fit) or load the model they came from."
+            )
+
     def logits(self, acts: Float[Tensor, "layer batch d_model"]) -> Float[Tensor, "layer batch"]:
         """w.e + b for activations of every layer."""
         return torch.einsum("lbd,ld->lb", acts.float(), self.w.float()) + self.b.float()[:, None]
@@ -211,13 +277,11 @@ class ValueVectors:
         if (layers is None) == (rule is None):
             raise ConvaError("give exactly one of layers= or rule=")
         if rule is not None:
-            chosen = rule.select(self.accuracy.tolist())
+            chosen = rule.select(self.accuracy.tolist(), candidates=self.fitted_layers)
             meta = {**self.metadata, "layer_rule": rule.__dict__}
         else:
             chosen = tuple(sorted({int(x) for x in layers or ()}))
-            bad = [x for x in chosen if not 0 <= x < self.n_layers]
-            if bad:
-                raise ConvaError(f"layers {bad} are outside 0..{self.n_layers - 1}")
+            self.check_layers(chosen)
             meta = {**self.metadata, "layer_rule": {"explicit": list(chosen)}}
         return replace(self, control_layers=chosen, metadata=meta)
 
@@ -277,6 +341,8 @@ def fit_probes(
     seed: int = 0,
     rule: LayerRule | None = None,
     metadata: dict[str, Any] | None = None,
+    layers: Sequence[int] | None = None,
+    n_layers: int | None = None,
 ) -> ValueVectors:
     """Fit one probe per layer on cached activations.
 
@@ -294,28 +360,36 @@ def fit_probes(
         seed: seed of the split.
         rule: how control layers are chosen (default :class:`LayerRule()`).
         metadata: provenance stored on the result.
+        layers: the model layer of each row of ``acts`` (default ``0..layer-1``).
+        n_layers: the model's depth (default: ``max(layers) + 1``). The result
+            has this many rows, with zero probes (never controlled) on the
+            layers not fitted.
+
+    Raises:
+        DataError: too few groups for the split, or a single label.
     """
     y = np.asarray(labels)
     g = np.asarray(groups)
-    n_layers, n, d = acts.shape
+    n_rows, n, d = acts.shape
     if len(y) != n or len(g) != n:
         raise ConvaError(f"{n} activations but {len(y)} labels and {len(g)} groups")
-    if k_folds is not None:
-        if k_folds < 2:
-            raise ConvaError(f"k_folds must be >= 2, got {k_folds}")
-        splits = list(GroupKFold(n_splits=k_folds).split(np.zeros(n), y, g))
-    else:
-        if not 0.0 < test_size < 1.0:
-            raise ConvaError(f"test_size must be in (0, 1), got {test_size}")
-        splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
-        splits = list(splitter.split(np.zeros(n), y, g))
+    if isinstance(C, bool) or not isinstance(C, (int, float)) or not 0 < C < float("inf"):
+        raise ConvaError(f"C must be a positive number (inverse L2 strength), got {C!r}")
+    row_layers = list(range(n_rows)) if layers is None else [int(x) for x in layers]
+    depth = (max(row_layers) + 1 if row_layers else 0) if n_layers is None else int(n_layers)
+    if len(row_layers) != n_rows or len(set(row_layers)) != n_rows:
+        raise ConvaError(f"layers must name {n_rows} distinct layers, got {list(row_layers)}")
+    if any(not 0 <= x < depth for x in row_layers):
+        raise ConvaError(f"layers {row_layers} must lie in 0..{depth - 1}")
+    splits = _splits(value, y, g, test_size=test_size, k_folds=k_folds, seed=seed)
     X_all = acts.double().numpy()
-    w = torch.zeros(n_layers, d, dtype=torch.float32)
-    b = torch.zeros(n_layers, dtype=torch.float32)
-    acc = torch.zeros(n_layers, dtype=torch.float32)
-    train_acc = torch.zeros(n_layers, dtype=torch.float32)
-    for layer in range(n_layers):
-        X = X_all[layer]
+    w = torch.zeros(depth, d, dtype=torch.float32)
+    b = torch.zeros(depth, dtype=torch.float32)
+    acc = torch.zeros(depth, dtype=torch.float32)
+    train_acc = torch.zeros(depth, dtype=torch.float32)
+    mean_diff = torch.zeros(depth, d, dtype=torch.float32)
+    for row, layer in enumerate(row_layers):
+        X = X_all[row]
         accs, taccs, probe = [], [], None
         for train, test in splits:
             probe = LinearProbe(C=C, standardize=standardize).fit(X[train], y[train])
@@ -339,21 +413,79 @@ def fit_probes(
         "seed": seed,
         "layer_rule": rule.__dict__,
     }
-    control = rule.select(acc.tolist())
+    control = rule.select(acc.tolist(), candidates=row_layers)
     passing = [i for i in control if acc[i] > rule.threshold]
     if not passing:
+        best = max(row_layers, key=lambda i: (float(acc[i]), -i)) if row_layers else -1
         logger.warning(
-            "%s: no layer passes held-out accuracy > %.2f outside the last %d (best layer %d at %.2f); "
-            "%s. Lower LayerRule.threshold or pick layers explicitly.",
+            "%s: no fitted layer passes held-out accuracy > %.2f outside the last %d of %d "
+            "(best: model layer %d at %.2f); %s. Lower LayerRule.threshold or pick layers explicitly.",
             value,
             rule.threshold,
             rule.exclude_last,
-            int(acc.argmax()),
-            float(acc.max()),
-            f"falling back to the {len(control)} most accurate layers {list(control)}"
+            depth,
+            best,
+            float(acc[best]) if row_layers else float("nan"),
+            f"falling back to the {len(control)} most accurate fitted layers {list(control)}"
             if control
             else "nothing will be steered",
         )
     pos, neg = torch.from_numpy(y == 1), torch.from_numpy(y == 0)
-    mean_diff = (acts[:, pos].double().mean(1) - acts[:, neg].double().mean(1)).float()
+    idx = torch.tensor(row_layers, dtype=torch.long)
+    mean_diff[idx] = (acts[:, pos].double().mean(1) - acts[:, neg].double().mean(1)).float()
     return ValueVectors(value, w, b, acc, train_acc, control, mean_diff, meta)
+
+
+def _splits(
+    value: str,
+    y: np.ndarray,
+    g: np.ndarray,
+    *,
+    test_size: float,
+    k_folds: int | None,
+    seed: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The grouped held-out split(s); refuses data too small to split, warns when coarse."""
+    n_groups = len(np.unique(g))
+    if set(np.unique(y).tolist()) != {0, 1}:
+        raise DataError(
+            f"{value}: a probe needs texts of both labels (1 = value, 0 = opposite stance), "
+            f"got labels {sorted(set(np.unique(y).tolist()))}"
+        )
+    if k_folds is not None:
+        if isinstance(k_folds, bool) or not isinstance(k_folds, int) or k_folds < 2:
+            raise ConvaError(f"k_folds must be an integer >= 2, got {k_folds!r}")
+        if n_groups < k_folds:
+            raise DataError(
+                f"{value}: {n_groups} groups (pairs) cannot fill {k_folds} folds; "
+                f"give at least {k_folds} pairs or fewer folds"
+            )
+        n_test = n_groups
+        splits = list(GroupKFold(n_splits=k_folds).split(np.zeros(len(y)), y, g))
+    else:
+        if isinstance(test_size, bool) or not isinstance(test_size, (int, float)):
+            raise ConvaError(f"test_size must be a number in (0, 1), got {test_size!r}")
+        if not 0.0 < test_size < 1.0:
+            raise ConvaError(f"test_size must be in (0, 1), got {test_size}")
+        n_test = math.ceil(test_size * n_groups)
+        if n_groups - n_test < 2 or n_test < 1:
+            raise DataError(
+                f"{value}: {n_groups} groups (pairs) are too few for a held-out split with "
+                f"test_size={test_size} ({n_groups - n_test} to train on, {n_test} to test); "
+                f"give at least {MIN_HELDOUT_GROUPS} pairs"
+            )
+        splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+        splits = list(splitter.split(np.zeros(len(y)), y, g))
+    if n_test < MIN_HELDOUT_GROUPS:
+        warnings.warn(
+            f"{value}: held-out accuracy rests on only {n_test} groups (pairs) of {n_groups}; "
+            f"it moves in steps of 1/{n_test} and the layer rule reads noise. "
+            f"Give more pairs (at least {MIN_HELDOUT_GROUPS} held out) or use k_folds.",
+            stacklevel=2,
+        )
+    for train, _ in splits:
+        if len(set(y[train].tolist())) < 2:
+            raise DataError(
+                f"{value}: a training split has only one label; give more texts of each label"
+            )
+    return splits

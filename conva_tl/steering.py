@@ -17,6 +17,7 @@ exactly on the probe's P0 contour.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from torch import Tensor
 
 from conva_tl.errors import ConvaError
 from conva_tl.generate import GenerationContext
+from conva_tl.probes import MIN_W_NORM
 
 __all__ = [
     "logit",
@@ -37,10 +39,30 @@ __all__ = [
 
 
 def logit(p: float) -> float:
-    """sigmoid^-1(p)."""
-    if not 0.0 < p < 1.0:
+    """sigmoid^-1(p); ``p`` is a target probability P0 (a number in (0, 1))."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise ConvaError(f"P0 must be a number strictly between 0 and 1, got {p!r}")
+    if not 0.0 < float(p) < 1.0:
         raise ConvaError(f"P0 must be strictly between 0 and 1, got {p}")
-    return math.log(p / (1.0 - p))
+    return math.log(float(p) / (1.0 - float(p)))
+
+
+def _usable(w_norm: Tensor) -> bool:
+    return bool(torch.isfinite(w_norm)) and float(w_norm) >= MIN_W_NORM
+
+
+def _keep_finite(resid: Tensor, out: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """Where the shifted activation is not finite in the model's dtype, keep the input.
+
+    A safety net: control layers are checked for usable probes before any hook
+    is attached, but an overflow on the cast (a huge push on float16) must never
+    reach the next block as inf or NaN.
+    """
+    bad = ~torch.isfinite(out).all(-1) & torch.isfinite(resid).all(-1)
+    if bool(bad.any()):
+        out = torch.where(bad.unsqueeze(-1), resid, out)
+        eps = eps.masked_fill(bad, 0.0)
+    return out, eps
 
 
 def conva_shift(
@@ -54,7 +76,10 @@ def conva_shift(
 ]:
     """Move every allowed position with P_V < P0 onto the P0 contour.
 
-    Computed in float32 whatever the model's dtype, then cast back.
+    Computed in float32 whatever the model's dtype, then cast back. A probe
+    with |w| below :data:`~conva_tl.probes.MIN_W_NORM` (or not finite) moves
+    nothing, and positions whose shifted value is not finite in the model's
+    dtype keep their input: the output is finite wherever the input is.
 
     Returns:
         ``(new_resid, eps, logit_before)``; ``eps`` is 0 where nothing moved.
@@ -63,11 +88,14 @@ def conva_shift(
     wf = w.to(x.device, torch.float32)
     w_norm = wf.norm()
     before = x @ wf + float(b)
+    if not _usable(w_norm):  # a zero or degenerate probe defines no direction: move nothing
+        return resid, torch.zeros_like(before), before
     target = logit(p0)
     move = allowed.to(x.device) & (before < target)
     eps = torch.where(move, (target - before) / w_norm, torch.zeros_like(before))
-    out = x + eps.unsqueeze(-1) * (wf / w_norm)
-    return out.to(resid.dtype), eps, before
+    out = (x + eps.unsqueeze(-1) * (wf / w_norm)).to(resid.dtype)
+    out, eps = _keep_finite(resid, out, eps)
+    return out, eps, before
 
 
 def gate_open(ctx: GenerationContext, batch: int, device: torch.device) -> Bool[Tensor, " batch"]:
@@ -86,7 +114,7 @@ def gate_open(ctx: GenerationContext, batch: int, device: torch.device) -> Bool[
 def _record(
     ctx: GenerationContext,
     layer: int,
-    resid: Tensor,
+    out: Tensor,
     before: Tensor,
     eps: Tensor,
     w: Tensor,
@@ -94,9 +122,11 @@ def _record(
 ) -> None:
     if ctx.trace is None:
         return
-    after = before + eps * w.float().norm()
-    real = ctx.real_tokens(resid)
-    pos = ctx.token_positions(resid)
+    # P_V of the activation the next block receives, after the cast to the
+    # model's dtype (on bfloat16 it can fall visibly short of P0).
+    after = out.float() @ w.to(out.device, torch.float32) + float(b)
+    real = ctx.real_tokens(out)
+    pos = ctx.token_positions(out)
     rows, cols = torch.nonzero(real, as_tuple=True)
     scores = ctx.state.get("gate_score")
     for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
@@ -127,7 +157,7 @@ def conva_resid_hook(
     """ConVA per token (the paper): every real position of every gated row."""
     allowed = ctx.real_tokens(resid) & gate_open(ctx, resid.shape[0], resid.device)[:, None]
     out, eps, before = conva_shift(resid, w, b, p0, allowed)
-    _record(ctx, layer, resid, before, eps, w, b)
+    _record(ctx, layer, out, before, eps, w, b)
     return out
 
 
@@ -150,6 +180,8 @@ def conva_prompt_resid_hook(
     key = f"prompt_eps.{layer}"
     x = resid.float()
     wf = w.to(x.device, torch.float32)
+    if not _usable(wf.norm()):  # no direction to push along (see conva_shift)
+        return resid
     v = wf / wf.norm()
     before = x @ wf + float(b)
     if ctx.is_prompt_pass(resid):
@@ -160,8 +192,9 @@ def conva_prompt_resid_hook(
     if eps_row is None:
         raise ConvaError("per-prompt ConVA saw a decoding step before any prompt pass")
     eps = eps_row.to(x.device)[:, None] * ctx.real_tokens(resid)
-    _record(ctx, layer, resid, before, eps, w, b)
-    return (x + eps.unsqueeze(-1) * v).to(resid.dtype)
+    out, eps = _keep_finite(resid, (x + eps.unsqueeze(-1) * v).to(resid.dtype), eps)
+    _record(ctx, layer, out, before, eps, w, b)
+    return out
 
 
 def caa_resid_hook(

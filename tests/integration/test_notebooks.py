@@ -21,7 +21,12 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-NAMES = ("01_value_vectors.ipynb", "02_gated_control.ipynb", "03_value_structure.ipynb")
+NAMES = (
+    "01_value_vectors.ipynb",
+    "02_gated_control.ipynb",
+    "03_value_structure.ipynb",
+    "04_multi_value.ipynb",
+)
 KERNEL = "python3"
 CELL_TIMEOUT_S = 1800  # per cell; the slowest (fitting ten values) takes minutes on a loaded CPU
 

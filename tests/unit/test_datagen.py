@@ -437,13 +437,13 @@ def test_cli_reports_failures_with_exit_code_1(fake_openai, key_env, tmp_path, c
         "--api-key-env",
         KEY_ENV,
     ]
-    assert main_generate_data(argv) == 1
+    assert main_generate_data(argv) == 2  # the exit code of every conva subcommand's errors
     assert "HTTP 500" in caplog.text
     assert (
         main_generate_data(
             ["--value", "wealth", "--out", str(tmp_path), "--model", "m", "--api-key-env", KEY_ENV]
         )
-        == 1
+        == 2
     )
     assert "unknown value" in caplog.text
     with pytest.raises(SystemExit):
