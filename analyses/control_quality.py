@@ -96,7 +96,7 @@ def _answer(args: argparse.Namespace) -> int:
         str(f): (load_vectors(f, args.values, model=model), load_gates(f, args.values, model=model))
         for f in folders
     }
-    questions = {v: spread_questions(v, args.questions) for v in args.values}
+    questions = {v: spread_questions(v, args.questions, offset=args.offset) for v in args.values}
     jobs = answer_jobs(
         args.values, args.methods, variants, questions, arts, default_folder=str(args.vectors)
     )
@@ -104,34 +104,39 @@ def _answer(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records, timing = generate_answers(model, AnswerStore(out / "answers.jsonl"), jobs, config)
-    (out / "run.json").write_text(
-        json.dumps(
-            {
-                "command": " ".join(sys.argv),
-                "methods": [j[1].name for j in jobs[: len(jobs) // len(args.values)]],
-                "questions": {v: [q.id for q in qs] for v, qs in questions.items()},
-                "generation": config.__dict__,
-            },
-            indent=2,
-        )
+    names = [j[1].name for j in jobs[: len(jobs) // len(args.values)]]
+    run_path = out / "run.json"
+    run = (
+        json.loads(run_path.read_text()) if run_path.is_file() else {"commands": [], "methods": []}
     )
+    qids = {v: [q.id for q in qs] for v, qs in questions.items()}
+    if run.get("questions", qids) != qids:
+        raise ConvaError(f"{out} holds answers to other questions: use another --out")
+    run.update(
+        questions=qids,
+        generation=config.__dict__,
+        commands=[*run.get("commands", []), " ".join(sys.argv)],
+        methods=[*run["methods"], *(m for m in names if m not in run["methods"])],
+    )
+    run_path.write_text(json.dumps(run, indent=2))
     print(f"{len(records)} answers in {out / 'answers.jsonl'} ({timing['answers']:.0f} new)")
     return 0
 
 
-def _current(out: Path) -> list[dict[str, Any]]:
+def _current(out: Path, methods: list[str] | None = None) -> list[dict[str, Any]]:
     run = json.loads((out / "run.json").read_text())
+    chosen = methods or run["methods"]
     wanted = {(v, q) for v, qs in run["questions"].items() for q in qs}
     latest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for rec in AnswerStore(out / "answers.jsonl").records():
-        if (rec["value"], rec["qid"]) in wanted and rec["method"] in run["methods"]:
+        if (rec["value"], rec["qid"]) in wanted and rec["method"] in chosen:
             latest[(rec["value"], rec["method"], rec["qid"])] = rec
     return list(latest.values())
 
 
 def _blind(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    records = _current(out)
+    records = _current(out, args.methods)
     paths = write_blind(records, out / "blind", seed=args.seed)
     print(f"{len(records)} answers blinded: give {paths['items']} and {paths['guide']} to each")
     print(f"annotator; keep {paths['key']} from them")
@@ -143,7 +148,7 @@ def _join(args: argparse.Namespace) -> int:
     frame = join_labels(out / "blind", args.labels)
     frame.to_csv(out / "labels.csv", index=False)
     run = json.loads((out / "run.json").read_text())
-    table = label_table(frame, methods=run["methods"])
+    table = label_table(frame, methods=[m for m in run["methods"] if m in set(frame["method"])])
     agree = agreement(frame)
     print(table.round(3).to_string())
     for crit, a in agree.items():
@@ -151,7 +156,7 @@ def _join(args: argparse.Namespace) -> int:
             f"{crit}: raw agreement {a['raw_agreement']:.3f}, Cohen's kappa {a['cohen_kappa']:.3f}"
         )
     result = {
-        "command": run["command"],
+        "commands": run["commands"],
         "join_command": " ".join(sys.argv),
         "generation": run["generation"],
         "questions": run["questions"],
@@ -166,6 +171,33 @@ def _join(args: argparse.Namespace) -> int:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(result, indent=2))
     print(f"wrote {dest}")
+    return 0
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from conva_tl.artifacts import load_vectors
+    from conva_tl.evaluation.proxy import proxy_agreement
+    from conva_tl.evaluation.scoring import probe_readings
+    from conva_tl.model import load_model
+
+    out = Path(args.out)
+    frame = pd.read_csv(out / "labels.csv")
+    by_key = {
+        (r["value"], r["method"], r["qid"], r["settings_id"]): r
+        for r in AnswerStore(out / "answers.jsonl").records()
+    }
+    records = [
+        by_key[(r.value, r.method, r.qid, r.settings_id)] for r in frame.itertuples(index=False)
+    ]
+    model = load_model(args.model)
+    vectors = load_vectors(args.proxy_vectors, sorted(set(frame["value"])), model=model)
+    readings = probe_readings(model, records, vectors)
+    result = proxy_agreement(frame, readings)
+    result["proxy"] = f"straightforward-data probe at its best layer ({args.proxy_vectors})"
+    print(json.dumps(result, indent=2))
+    (out / "proxy.json").write_text(json.dumps(result, indent=2))
     return 0
 
 
@@ -189,20 +221,30 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--methods", nargs="+", default=["base", "ica", "caa", "conva"])
     a.add_argument("--variant", action="append", default=[], metavar="NAME=DIR[,p0=X][,coef=Y]")
     a.add_argument("--questions", type=int, default=12, help="eval questions per value, spread")
+    a.add_argument(
+        "--offset", type=float, default=0.0, help="shift the spread (0.5: a disjoint second set)"
+    )
     a.add_argument("--max-new-tokens", type=int, default=48)
     a.add_argument("--batch-size", type=int, default=12)
     a.add_argument("--model", default=None)
     b = sub.add_parser("blind", help="write the blinded annotation file")
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--methods", nargs="+", default=None, help="only these methods (default: all)")
     j = sub.add_parser("join", help="join two annotators' labels into the table")
     j.add_argument("--out", required=True)
     j.add_argument("--labels", nargs=2, required=True)
     j.add_argument("--results", default=None)
+    x = sub.add_parser("proxy", help="rank agreement of a non-circular probe reading with labels")
+    x.add_argument("--out", required=True)
+    x.add_argument("--proxy-vectors", default="out/v_sf", help="vectors that did not steer")
+    x.add_argument("--model", default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return {"fit": _fit, "answer": _answer, "blind": _blind, "join": _join}[args.cmd](args)
+        return {"fit": _fit, "answer": _answer, "blind": _blind, "join": _join, "proxy": _proxy}[
+            args.cmd
+        ](args)
     except ConvaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

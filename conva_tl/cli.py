@@ -179,7 +179,13 @@ def _parser() -> argparse.ArgumentParser:
         "(conva_tl/data/README.md), one value per file; pairs, or sentences with "
         "--kind straightforward",
     )
-    p.add_argument("--kind", default="pairs", choices=["pairs", "straightforward"])
+    p.add_argument(
+        "--kind",
+        default="pairs",
+        choices=["pairs", "pairs-minimal", "straightforward"],
+        help="shipped data: pairs (default), pairs-minimal (the earlier minimal-edit pairs) "
+        "or straightforward",
+    )
     p.add_argument("--pooling", default="last", choices=["last", "mean"])
     p.add_argument("--input-format", default="raw", choices=["raw", "chat"])
     p.add_argument(

@@ -23,6 +23,7 @@ from conva_tl.values import VALUES, canonical_value
 __all__ = [
     "DATA_DIR",
     "BLOCKS",
+    "KIND_FOLDERS",
     "ContrastPair",
     "LabeledSentence",
     "DilemmaQuestion",
@@ -45,7 +46,16 @@ BLOCKS = (
     "first_person_question",
     "third_person_question",
 )
-DataKind = Literal["pairs", "straightforward"]
+DataKind = Literal["pairs", "pairs-minimal", "straightforward"]
+#: Shipped folder of each kind of contrast data. ``pairs`` (the default since
+#: stop 11): context-controlled pairs whose negative is re-worded freely;
+#: ``pairs-minimal``: the earlier pairs whose negative is a minimal edit of its
+#: positive (kept for the data ablation; see the datasheet).
+KIND_FOLDERS = {
+    "pairs": "pairs",
+    "pairs-minimal": "pairs_minimal",
+    "straightforward": "straightforward",
+}
 
 
 @dataclass(frozen=True)
@@ -104,19 +114,24 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)``; malformed JSON names file and line."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(
-                    f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}"
-                )
-            yield lineno, record
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line_no = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line_no}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
+            "save the file as UTF-8"
+        ) from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        yield lineno, record
 
 
 def _text(path: Path, lineno: int, record: dict[str, Any], key: str) -> str:
@@ -161,9 +176,13 @@ def _file(kind: str, value: str | None, path: str | Path | None) -> tuple[Path, 
     return DATA_DIR / kind / f"{canon}.jsonl", canon
 
 
-def load_pairs(value: str | None = None, *, path: str | Path | None = None) -> list[ContrastPair]:
-    """Context-controlled pairs of a value (shipped file, or ``path``)."""
-    file, expected = _file("pairs", value, path)
+def load_pairs(
+    value: str | None = None, *, path: str | Path | None = None, kind: str = "pairs"
+) -> list[ContrastPair]:
+    """Context-controlled pairs of a value (shipped file of ``kind``, or ``path``)."""
+    if kind not in ("pairs", "pairs-minimal"):
+        raise DataError(f"pairs kind must be 'pairs' or 'pairs-minimal', got {kind!r}")
+    file, expected = _file(KIND_FOLDERS[kind], value, path)
     ids, texts = _Unique(file, "id"), _Unique(file, "sentence")
     pairs = []
     for lineno, rec in read_jsonl(file):
@@ -350,8 +369,8 @@ def contrast_set(
 ) -> ContrastSet:
     """Labelled, grouped texts of a value from pairs or straightforward sentences."""
     canon = canonical_value(value)
-    if kind == "pairs":
-        pairs = load_pairs(canon, path=path)
+    if kind in ("pairs", "pairs-minimal"):
+        pairs = load_pairs(canon, path=path, kind=kind)
         texts = [t for p in pairs for t in (p.positive, p.negative)]
         labels = [1, 0] * len(pairs)
         groups = [i for i in range(len(pairs)) for _ in (0, 1)]
@@ -361,7 +380,7 @@ def contrast_set(
         return _make_set(
             canon, kind, [s.text for s in sents], [s.label for s in sents], list(range(len(sents)))
         )
-    raise DataError(f"kind must be 'pairs' or 'straightforward', got {kind!r}")
+    raise DataError(f"kind must be one of {', '.join(KIND_FOLDERS)}, got {kind!r}")
 
 
 def all_values() -> tuple[str, ...]:

@@ -20,7 +20,13 @@ from typing import Any
 import pandas as pd
 
 from conva_tl.artifacts import load_gates, load_vectors, save_gates, save_vectors
-from conva_tl.datasets import ContrastSet, contrast_set, load_pairs, load_straightforward
+from conva_tl.datasets import (
+    KIND_FOLDERS,
+    ContrastSet,
+    contrast_set,
+    load_pairs,
+    load_straightforward,
+)
 from conva_tl.errors import ArtifactError, ConvaError, DataError
 from conva_tl.gate import ActivationGate, fit_gates
 from conva_tl.identify import custom_sets, identify, value_names
@@ -70,8 +76,8 @@ class FitSettings:
     fallback_top: int = 3
 
     def __post_init__(self) -> None:
-        if self.kind not in ("pairs", "straightforward"):
-            raise ConvaError(f"kind must be 'pairs' or 'straightforward', got {self.kind!r}")
+        if self.kind not in KIND_FOLDERS:
+            raise ConvaError(f"kind must be one of {', '.join(KIND_FOLDERS)}, got {self.kind!r}")
         if self.pooling not in ("last", "mean"):
             raise ConvaError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
         if self.input_format not in ("raw", "chat"):

@@ -3,7 +3,8 @@
 * :func:`spread_questions` - N eval questions of a value spread over its
   scenario types (the first N would all share one or two types).
 * :class:`Variant` - a candidate method under test, parsed from
-  ``NAME=DIR[,method=conva|caa][,p0=X][,coef=Y][,gate=on|off][,layers=A-B]``.
+  ``NAME=DIR[,method=conva|caa][,p0=X][,coef=Y][,gate=on|off][,layers=A-B][,from=L]``
+  (``from=L`` keeps only the control layers at or after L).
 * :func:`answer_jobs` - the ``(value, method, questions)`` jobs that
   :func:`conva_tl.evaluation.runner.generate_answers` answers and stores.
 """
@@ -44,13 +45,21 @@ def pairs_set(value: str, folders: Sequence[str | Path]) -> ContrastSet:
     return _make_set(sets[0].value, "pairs", texts, labels, groups)
 
 
-def spread_questions(value: str, n: int, split: str = "eval") -> list[DilemmaQuestion]:
-    """``n`` questions of ``split`` at evenly spaced positions (all scenario types covered)."""
+def spread_questions(
+    value: str, n: int, split: str = "eval", *, offset: float = 0.0
+) -> list[DilemmaQuestion]:
+    """``n`` questions of ``split`` at evenly spaced positions (all scenario types covered).
+
+    ``offset`` (in units of the spacing, 0 <= offset < 1) shifts every position, so
+    ``offset=0.5`` gives a second set disjoint from the first (a confirmation set).
+    """
     qs = load_questions(value, split=split)
     if not 1 <= n <= len(qs):
         raise ConvaError(f"questions per value must be in 1..{len(qs)}, got {n}")
+    if not 0.0 <= offset < 1.0:
+        raise ConvaError(f"offset must be in [0, 1), got {offset}")
     step = len(qs) / n
-    return [qs[int(i * step)] for i in range(n)]
+    return [qs[int((i + offset) * step)] for i in range(n)]
 
 
 def _layers(spec: str) -> tuple[int, ...]:
@@ -72,6 +81,7 @@ class Variant:
     coef: float = DEFAULT_CAA_COEF
     gate: bool = True
     layers: tuple[int, ...] | None = None
+    min_layer: int = 0
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
@@ -91,21 +101,31 @@ class Variant:
                 kw["gate"] = val == "on"
             elif key == "layers":
                 kw["layers"] = _layers(val)
+            elif key == "from":
+                kw["min_layer"] = int(val)
             else:
                 raise ConvaError(
                     f"variant {spec!r}: unknown option {opt!r} "
-                    "(method=conva|caa, p0=X, coef=Y, gate=on|off, layers=A-B+C)"
+                    "(method=conva|caa, p0=X, coef=Y, gate=on|off, layers=A-B+C, from=L)"
                 )
         return cls(name, folder, **kw)
 
     def build(self, vectors: Any, gate: Any) -> Any:
+        layers = self.layers
+        if self.min_layer:
+            chosen = layers if layers is not None else vectors.control_layers
+            layers = tuple(x for x in chosen if x >= self.min_layer)
+            if not layers:
+                raise ConvaError(
+                    f"variant {self.name}: no control layer of {vectors.value} >= {self.min_layer}"
+                )
         if self.method == "caa":
-            return CAA(vectors, coef=self.coef, layers=self.layers, name=self.name)
+            return CAA(vectors, coef=self.coef, layers=layers, name=self.name)
         return ConVA(
             vectors,
             p0=self.p0,
             gate=gate if self.gate else None,
-            layers=self.layers,
+            layers=layers,
             name=self.name,
         )
 

@@ -130,6 +130,9 @@ def test_spread_questions_cover_every_scenario_type() -> None:
     qs = spread_questions("power", 10)
     assert len({q.scenario_type for q in qs}) == 10
     assert len({q.id for q in qs}) == 10
+    second = spread_questions("power", 10, offset=0.5)
+    assert not {q.id for q in qs} & {q.id for q in second}
+    assert len({q.scenario_type for q in second}) == 10
 
 
 def test_variant_spec_parses_and_rejects_unknown_options() -> None:

@@ -18,8 +18,11 @@ from conva_tl.values import VALUES
 @pytest.mark.parametrize("value", VALUES)
 def test_shipped_files_have_the_documented_counts(value):
     pairs = load_pairs(value)
-    assert len(pairs) == 100
-    assert [p.block for p in pairs] == [b for b in BLOCKS for _ in range(25)]
+    assert len(pairs) == 120
+    assert [p.block for p in pairs] == [b for b in BLOCKS for _ in range(30)]
+    minimal = load_pairs(value, kind="pairs-minimal")
+    assert len(minimal) == 100
+    assert [p.block for p in minimal] == [b for b in BLOCKS for _ in range(25)]
     sf = load_straightforward(value)
     assert len(sf) == 200 and sum(s.label for s in sf) == 100
     assert len(load_questions(value, split="eval")) == 100
@@ -32,6 +35,9 @@ def test_no_text_is_shared_across_values_or_kinds():
     seen = {}
     for value in VALUES:
         texts = [t for p in load_pairs(value) for t in (p.positive, p.negative)]
+        texts += [
+            t for p in load_pairs(value, kind="pairs-minimal") for t in (p.positive, p.negative)
+        ]
         texts += [s.text for s in load_straightforward(value)]
         texts += [q.question for q in load_questions(value)]
         for t in texts:
@@ -48,9 +54,23 @@ def test_unrelated_and_mc_sets():
 
 def test_contrast_set_groups_pairs():
     cs = contrast_set("security")
-    assert len(cs) == 200 and cs.labels[:2] == (1, 0) and cs.groups[:4] == (0, 0, 1, 1)
+    assert len(cs) == 240 and cs.labels[:2] == (1, 0) and cs.groups[:4] == (0, 0, 1, 1)
     sub = cs.subset([0, 3])
     assert len(sub) == 4 and sub.sha256 != cs.sha256
+
+
+def test_kinds_are_distinct_data_and_unknown_kinds_are_named():
+    free, minimal = contrast_set("power"), contrast_set("power", "pairs-minimal")
+    assert free.sha256 != minimal.sha256 and minimal.kind == "pairs-minimal"
+    with pytest.raises(DataError, match="pairs-minimal"):
+        contrast_set("power", "pair")
+
+
+def test_non_utf8_file_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not UTF-8"):
+        load_pairs(path=path)
 
 
 def _write(tmp_path, lines):
