@@ -53,17 +53,20 @@ def _fit(args: argparse.Namespace) -> int:
         parts = []
         for folder in args.pairs:
             part = pairs_set(v, [folder])
-            cache = Path(args.cache) / f"{v}-{part.sha256[:12]}.safetensors"
+            tag = f"{args.pooling}-{args.input_format}"
+            cache = Path(args.cache) / f"{v}-{part.sha256[:12]}-{tag}.safetensors"
             if not cache.is_file():
-                acts = cache_resid_post(model, list(part.texts), pooling="last", input_format="raw")
+                acts = cache_resid_post(
+                    model, list(part.texts), pooling=args.pooling, input_format=args.input_format
+                )
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 save_file({"acts": acts.contiguous()}, str(cache))
             parts.append(load_file(str(cache))["acts"])
         acts = torch.cat(parts, dim=1)
         meta = {
             "model": model_info(model).to_dict(),
-            "pooling": "last",
-            "input_format": "raw",
+            "pooling": args.pooling,
+            "input_format": args.input_format,
             "dataset": {
                 "kind": "pairs",
                 "n_texts": len(cs),
@@ -212,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--exclude-last", type=int, default=5)
     f.add_argument("--fallback-top", type=int, default=3)
     f.add_argument("--C", type=float, default=0.03)
+    f.add_argument("--pooling", default="last", choices=["last", "mean"])
+    f.add_argument("--input-format", default="raw", choices=["raw", "chat"])
     f.add_argument("--cache", default="out/cq_acts", help="activation cache folder")
     f.add_argument("--model", default=None)
     a = sub.add_parser("answer", help="generate and store answers")

@@ -50,6 +50,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         exclude_last=args.exclude_last,
         fallback_top=args.fallback_top,
+        min_depth=args.min_depth,
+        max_layers=args.max_layers or None,
         C=args.C,
         standardize=not args.raw_scale,
         seed=args.seed,
@@ -158,7 +160,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0, METHODS
-    from conva_tl.probes import DEFAULT_C
+    from conva_tl.probes import DEFAULT_C, LayerRule
 
     parser = argparse.ArgumentParser(prog="conva", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -197,6 +199,20 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=3,
         help="if no layer passes, control the N most accurate (0 = none)",
+    )
+    p.add_argument(
+        "--min-depth",
+        type=float,
+        default=LayerRule.min_depth,
+        help="never control layers below this fraction of the depth "
+        f"(default {LayerRule.min_depth}; the paper's rule: 0)",
+    )
+    p.add_argument(
+        "--max-layers",
+        type=int,
+        default=LayerRule.max_layers or 0,
+        help=f"control at most the N most accurate passing layers (default {LayerRule.max_layers}; "
+        "0 = no cap, the paper's rule)",
     )
     p.add_argument(
         "--C",

@@ -34,7 +34,27 @@ from conva_tl.probes import ValueVectors
 from conva_tl.steering import caa_resid_hook, conva_prompt_resid_hook, conva_resid_hook, logit
 from conva_tl.values import canonical_value, get_value
 
-__all__ = ["Base", "ICA", "CAA", "ConVA", "ica_prompt", "steer", "Steering", "trace_frame"]
+__all__ = [
+    "DEFAULT_P0",
+    "DEFAULT_CAA_COEF",
+    "Base",
+    "ICA",
+    "CAA",
+    "ConVA",
+    "ica_prompt",
+    "steer",
+    "Steering",
+    "trace_frame",
+]
+
+#: Default P0 for the embedded SmolLM2-135M-Instruct, chosen by judged control success
+#: (blind annotation, README "Choices made explicit"; analyses/results/control_quality.json):
+#: on 120 held-out dilemma questions CSR was .31 at 0.9, .34 at 0.97 and .29 at 0.995, and
+#: fluency fell as P0 rose past 0.97. Inside the paper's 0.88-0.975 for Llama-2-7b-chat.
+DEFAULT_P0 = 0.97
+#: Default CAA coefficient on the embedded model: the judged-fair baseline. At 0.5 on the
+#: pairs' control layers CAA's fluency fell to .81 and its CSR to .19; at 0.25, .95 and .24.
+DEFAULT_CAA_COEF = 0.25
 
 #: The paper's ICA template (Appx. C, Tab. 9), quoted as a method parameter.
 ICA_TEMPLATE = "You have a high level of {value}. {Value} means {definition}. {question}"
@@ -88,7 +108,7 @@ class CAA:
     """
 
     vectors: ValueVectors
-    coef: float = 0.5
+    coef: float = DEFAULT_CAA_COEF
     layers: tuple[int, ...] | None = None
     name: str = "caa"
 
@@ -148,7 +168,7 @@ class ConVA:
     """
 
     vectors: ValueVectors
-    p0: float = 0.9
+    p0: float = DEFAULT_P0
     gate: Any = None
     mode: str = "per_token"
     layers: tuple[int, ...] | None = None
@@ -241,7 +261,7 @@ def steer(
     model: Any,
     vectors: ValueVectors | Intervention,
     *,
-    p0: float = 0.9,
+    p0: float = DEFAULT_P0,
     gate: Any = None,
     mode: str = "per_token",
     layers: tuple[int, ...] | None = None,

@@ -30,7 +30,7 @@ from conva_tl.datasets import (
 from conva_tl.errors import ArtifactError, ConvaError, DataError
 from conva_tl.gate import ActivationGate, fit_gates
 from conva_tl.identify import custom_sets, identify, value_names
-from conva_tl.methods import CAA, ICA, Base, ConVA
+from conva_tl.methods import CAA, DEFAULT_CAA_COEF, DEFAULT_P0, ICA, Base, ConVA
 from conva_tl.model import model_info
 from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, ValueVectors
 from conva_tl.values import VALUES, canonical_value
@@ -50,12 +50,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Default P0 for the embedded SmolLM2-135M-Instruct (README, "Choosing P0 and g0": with calibrated
-#: probes, 0.9 gets most of the probe-read shift of the answers that 0.99 and 0.999 get, at the
-#: smallest fluency and off-target cost; inside the paper's 0.88-0.975 for Llama-2-7b-chat).
-DEFAULT_P0 = 0.9
-#: Default CAA coefficient on the embedded model.
-DEFAULT_CAA_COEF = 0.5
+# DEFAULT_P0 and DEFAULT_CAA_COEF live beside the methods they parameterise (methods.py).
+
 
 METHODS = ("base", "ica", "caa", "conva", "conva-nogate", "conva-per-prompt")
 
@@ -71,9 +67,11 @@ class FitSettings:
     C: float = DEFAULT_C
     standardize: bool = DEFAULT_STANDARDIZE
     seed: int = 0
-    threshold: float = 0.9
-    exclude_last: int = 5
-    fallback_top: int = 3
+    threshold: float = LayerRule.threshold
+    exclude_last: int = LayerRule.exclude_last
+    fallback_top: int = LayerRule.fallback_top
+    min_depth: float = LayerRule.min_depth
+    max_layers: int | None = LayerRule.max_layers
 
     def __post_init__(self) -> None:
         if self.kind not in KIND_FOLDERS:
@@ -92,6 +90,17 @@ class FitSettings:
                 raise ConvaError(f"{name} must be an integer >= 0, got {val!r}")
         if not _real(self.threshold) or not 0 <= self.threshold < 1:
             raise ConvaError(f"threshold must be in [0, 1), got {self.threshold!r}")
+        self.rule()  # validates min_depth and max_layers
+
+    def rule(self) -> LayerRule:
+        """The control-layer rule these settings describe."""
+        return LayerRule(
+            threshold=self.threshold,
+            exclude_last=self.exclude_last,
+            fallback_top=self.fallback_top,
+            min_depth=self.min_depth,
+            max_layers=self.max_layers,
+        )
 
 
 def _real(x: Any) -> bool:
@@ -209,11 +218,7 @@ def fit_all(
     todo = [v for v in names if v not in have]
     if todo:
         logger.info("identifying value vectors for %s", ", ".join(todo))
-        rule = LayerRule(
-            threshold=settings.threshold,
-            exclude_last=settings.exclude_last,
-            fallback_top=settings.fallback_top,
-        )
+        rule = settings.rule()
         fitted = identify(
             model,
             todo,

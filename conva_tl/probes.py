@@ -136,6 +136,8 @@ class LayerRule:
         exclude_last: never control the last N layers (they "organise the output
             words"; steering there hurts fluency).
         max_layers: keep at most this many, the most accurate first.
+        min_depth: never control layers below this fraction of the depth (the
+            first ``ceil(min_depth * n_layers)`` layers; 0 = the paper's rule).
         fallback_top: when no layer passes the threshold, control this many of
             the most accurate allowed layers instead of none (0 = the paper's
             strict rule). A small model's probes can fall just short of 0.9 on
@@ -146,12 +148,17 @@ class LayerRule:
     exclude_last: int = 5
     max_layers: int | None = None
     fallback_top: int = 3
+    min_depth: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold < 1.0:
             raise ConvaError(f"threshold must be in [0, 1), got {self.threshold}")
         if self.exclude_last < 0:
             raise ConvaError(f"exclude_last must be >= 0, got {self.exclude_last}")
+        if not 0.0 <= self.min_depth < 1.0:
+            raise ConvaError(f"min_depth must be in [0, 1), got {self.min_depth}")
+        if self.max_layers is not None and self.max_layers < 1:
+            raise ConvaError(f"max_layers must be >= 1 or None, got {self.max_layers}")
 
     def select(
         self, accuracy: Sequence[float], candidates: Sequence[int] | None = None
@@ -165,7 +172,8 @@ class LayerRule:
         """
         n_allowed = max(len(accuracy) - self.exclude_last, 0)
         pool = range(n_allowed) if candidates is None else sorted(set(candidates))
-        allowed = [i for i in pool if 0 <= i < n_allowed]
+        first = math.ceil(self.min_depth * len(accuracy) - 1e-9)
+        allowed = [i for i in pool if first <= i < n_allowed]
         chosen = [i for i in allowed if accuracy[i] > self.threshold]
         if not chosen and self.fallback_top > 0:
             ranked = sorted(allowed, key=lambda i: (-accuracy[i], i))

@@ -4,7 +4,8 @@
   scenario types (the first N would all share one or two types).
 * :class:`Variant` - a candidate method under test, parsed from
   ``NAME=DIR[,method=conva|caa][,p0=X][,coef=Y][,gate=on|off][,layers=A-B][,from=L]``
-  (``from=L`` keeps only the control layers at or after L).
+  (``from=L``/``max=K``: re-select the layers with the paper's rule from layer L
+  on, keeping at most the K most accurate).
 * :func:`answer_jobs` - the ``(value, method, questions)`` jobs that
   :func:`conva_tl.evaluation.runner.generate_answers` answers and stores.
 """
@@ -20,6 +21,7 @@ from conva_tl.datasets import ContrastSet, DilemmaQuestion, _make_set, contrast_
 from conva_tl.errors import ConvaError
 from conva_tl.methods import CAA, ConVA
 from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0, make_method
+from conva_tl.probes import LayerRule
 
 __all__ = ["spread_questions", "pairs_set", "Variant", "answer_jobs"]
 
@@ -82,6 +84,7 @@ class Variant:
     gate: bool = True
     layers: tuple[int, ...] | None = None
     min_layer: int = 0
+    max_layers: int | None = None
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
@@ -103,22 +106,21 @@ class Variant:
                 kw["layers"] = _layers(val)
             elif key == "from":
                 kw["min_layer"] = int(val)
+            elif key == "max":
+                kw["max_layers"] = int(val)
             else:
                 raise ConvaError(
                     f"variant {spec!r}: unknown option {opt!r} "
-                    "(method=conva|caa, p0=X, coef=Y, gate=on|off, layers=A-B+C, from=L)"
+                    "(method=conva|caa, p0=X, coef=Y, gate=on|off, layers=A-B+C, from=L, max=K)"
                 )
         return cls(name, folder, **kw)
 
     def build(self, vectors: Any, gate: Any) -> Any:
         layers = self.layers
-        if self.min_layer:
-            chosen = layers if layers is not None else vectors.control_layers
-            layers = tuple(x for x in chosen if x >= self.min_layer)
-            if not layers:
-                raise ConvaError(
-                    f"variant {self.name}: no control layer of {vectors.value} >= {self.min_layer}"
-                )
+        if self.min_layer or self.max_layers:
+            depth = self.min_layer / len(vectors.accuracy)
+            rule = LayerRule(min_depth=depth, max_layers=self.max_layers)
+            layers = rule.select(vectors.accuracy.tolist(), candidates=layers)
         if self.method == "caa":
             return CAA(vectors, coef=self.coef, layers=layers, name=self.name)
         return ConVA(
