@@ -45,10 +45,10 @@ from conva_tl.pipeline import FitSettings, fit_all, load_or_fit  # noqa: E402
 from conva_tl.probes import DEFAULT_C  # noqa: E402
 from conva_tl.values import canonical_value  # noqa: E402
 
-#: Two values the embedded model's default rule (accuracy > 0.9, last 5 excluded) controls at many layers
-#: (tradition: 14, stimulation: 11). Security, power, benevolence and universalism get no control layer
-#: under that rule on SmolLM2-135M (best held-out accuracy <= 0.9), so a P0 sweep on them measures nothing;
-#: ablate_layers.py shows what lower thresholds give them.
+#: Two values the embedded model's default rule (held-out accuracy > 0.9, last 5 layers excluded)
+#: controls at many layers on SmolLM2-135M. A value with no layer passing that rule is steered only at
+#: the rule's fallback (its few most accurate layers), so a P0 sweep on it measures the fallback;
+#: ablate_layers.py shows what lower thresholds give such values.
 DEFAULT_VALUES = ("tradition", "stimulation")
 
 JUDGE_FREE_NOTICE = (
@@ -221,7 +221,8 @@ def get_vectors(
     Pairs vectors live in ``--vectors``, straightforward ones in
     ``--vectors/straightforward`` (the layout ``conva evaluate`` uses). Without
     ``--trust-vectors`` only vectors fitted with the default settings on the
-    shipped data are reused (``fit_all`` resume); others are refitted.
+    shipped data are reused (``fit_all`` resume); vectors there fitted otherwise
+    are an error (``fit_all`` never overwrites them), and missing ones are fitted.
     """
     folder = Path(args.vectors) if kind == "pairs" else Path(args.vectors) / kind
     settings = FitSettings(kind=kind)

@@ -30,11 +30,16 @@ def plot_common(df: pd.DataFrame, top_k: int, path: Path) -> None:
     """Grouped bars of ``n_common`` per value, one bar per data kind."""
     pivot = df.pivot(index="value", columns="kind", values="n_common").reindex(list(VALUES))
     x = np.arange(len(pivot))
-    width = 0.4
+    width = 0.8 / len(KINDS)
     fig, ax = plt.subplots(figsize=(10, 4))
-    labels = {"pairs": "context-controlled pairs", "straightforward": "straightforward"}
+    labels = {
+        "pairs": "context-controlled pairs (free-worded)",
+        "pairs-minimal": "context-controlled pairs (minimal edits)",
+        "straightforward": "straightforward",
+    }
     for i, kind in enumerate(KINDS):
-        bars = ax.bar(x + (i - 0.5) * width, pivot[kind], width, label=labels[kind])
+        offset = (i - (len(KINDS) - 1) / 2) * width
+        bars = ax.bar(x + offset, pivot[kind], width, label=labels[kind])
         ax.bar_label(bars, fontsize=8)
     ax.set_xticks(x, pivot.index, rotation=30, ha="right")
     ax.set_ylabel(f"common words in both top-{top_k} lists")

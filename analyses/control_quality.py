@@ -149,7 +149,14 @@ def _blind(args: argparse.Namespace) -> int:
 def _join(args: argparse.Namespace) -> int:
     out = Path(args.out)
     frame = join_labels(out / "blind", args.labels)
-    frame.to_csv(out / "labels.csv", index=False)
+    records = {
+        (r["value"], r["method"], r["qid"], r["settings_id"]): r
+        for r in AnswerStore(out / "answers.jsonl").records()
+    }
+    texts = [records[(r.value, r.method, r.qid, r.settings_id)] for r in frame.itertuples()]
+    frame.assign(
+        question=[t["question"] for t in texts], answer=[t["answer"] for t in texts]
+    ).to_csv(out / "labels.csv", index=False)
     run = json.loads((out / "run.json").read_text())
     table = label_table(frame, methods=[m for m in run["methods"] if m in set(frame["method"])])
     agree = agreement(frame)
@@ -158,6 +165,12 @@ def _join(args: argparse.Namespace) -> int:
         print(
             f"{crit}: raw agreement {a['raw_agreement']:.3f}, Cohen's kappa {a['cohen_kappa']:.3f}"
         )
+    stored = {k: r["settings"] for k, r in records.items()}
+    keep = ("class", "p0", "coef", "mode", "layers", "gate", "max_new_tokens", "do_sample")
+    settings: dict[str, dict[str, Any]] = {}
+    for r in frame.itertuples(index=False):
+        st = stored[(r.value, r.method, r.qid, r.settings_id)]
+        settings.setdefault(r.method, {})[r.value] = {k: st[k] for k in keep if k in st}
     result = {
         "commands": run["commands"],
         "join_command": " ".join(sys.argv),
@@ -165,6 +178,7 @@ def _join(args: argparse.Namespace) -> int:
         "questions": run["questions"],
         "annotators": "two independent annotators, blinded shuffled items, paper Appx. D/E criteria",
         "agreement": agree,
+        "method_settings": settings,
         "table": [
             {"value": v, "method": m, **{k: float(x) for k, x in row.items()}}
             for (v, m), row in table.iterrows()
@@ -172,7 +186,11 @@ def _join(args: argparse.Namespace) -> int:
     }
     dest = Path(args.results) if args.results else out / "control_quality.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(result, indent=2))
+    if args.section:
+        whole = json.loads(dest.read_text()) if dest.is_file() else {"sections": {}}
+        whole["sections"][args.section] = result
+        result = whole
+    dest.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {dest}")
     return 0
 
@@ -216,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--fallback-top", type=int, default=3)
     f.add_argument("--C", type=float, default=0.03)
     f.add_argument("--pooling", default="last", choices=["last", "mean"])
-    f.add_argument("--input-format", default="raw", choices=["raw", "chat"])
+    f.add_argument("--input-format", default="raw", choices=["raw", "chat", "answer"])
     f.add_argument("--cache", default="out/cq_acts", help="activation cache folder")
     f.add_argument("--model", default=None)
     a = sub.add_parser("answer", help="generate and store answers")
@@ -240,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--out", required=True)
     j.add_argument("--labels", nargs=2, required=True)
     j.add_argument("--results", default=None)
+    j.add_argument("--section", default=None, help="merge into --results under this name")
     x = sub.add_parser("proxy", help="rank agreement of a non-circular probe reading with labels")
     x.add_argument("--out", required=True)
     x.add_argument("--proxy-vectors", default="out/v_sf", help="vectors that did not steer")

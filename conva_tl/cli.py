@@ -62,7 +62,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     check_device(args.device)
     model = load_model(args.model, device=args.device)
     _, _ = fit_all(
-        model, args.vectors, values, settings=settings, resume=not args.no_resume, data=data
+        model,
+        args.vectors,
+        values,
+        settings=settings,
+        resume=not args.no_resume,
+        overwrite=args.overwrite,
+        data=data,
     )
     import pandas as pd
 
@@ -80,7 +86,7 @@ def _all() -> tuple[str, ...]:
 def _cmd_steer(args: argparse.Namespace) -> int:
     from conva_tl.generate import generate
     from conva_tl.model import load_model
-    from conva_tl.pipeline import FitSettings, fit_all, make_method
+    from conva_tl.pipeline import load_or_fit, load_or_fit_gates, make_method
     from conva_tl.values import canonical_value
 
     if len(args.value) > 1 or any(op in args.value[0] for op in "=<>"):
@@ -90,9 +96,13 @@ def _cmd_steer(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device)
     vectors: dict[str, Any] = {}
     gates: dict[str, Any] = {}
-    if args.method not in ("base", "ica"):
-        vectors, gates = fit_all(model, args.vectors, [value], settings=FitSettings())
-    for name in args.method.split(","):
+    names = [m.strip() for m in args.method.split(",")]
+    if any(m not in ("base", "ica") for m in names):
+        # The folder's vectors are used as they are; only a missing value is fitted.
+        vectors = load_or_fit(model, args.vectors, [value], progress=True)
+        if any(m in ("conva", "conva-per-prompt") for m in names):
+            gates = load_or_fit_gates(model, args.vectors, vectors, progress=True)
+    for name in names:
         method = make_method(
             name, value, vectors.get(value), gates.get(value), p0=args.p0, caa_coef=args.caa_coef
         )
@@ -109,7 +119,7 @@ def _cmd_steer_multi(args: argparse.Namespace) -> int:
     from conva_tl.methods import Base
     from conva_tl.model import load_model
     from conva_tl.multi_conva import MultiConVA, parse_requests
-    from conva_tl.pipeline import FitSettings, fit_all
+    from conva_tl.pipeline import load_or_fit, load_or_fit_gates
 
     targets, caps = parse_requests(args.value, args.p0)
     names = [m.strip() for m in args.method.split(",")]
@@ -118,7 +128,10 @@ def _cmd_steer_multi(args: argparse.Namespace) -> int:
     _check_steer_args(args)
     model = load_model(args.model, device=args.device)
     values = sorted({*targets, *caps})
-    vectors, gates = fit_all(model, args.vectors, values, settings=FitSettings())
+    vectors = load_or_fit(model, args.vectors, values, progress=True)
+    gates = (
+        load_or_fit_gates(model, args.vectors, vectors, progress=True) if "conva" in names else {}
+    )
     for name in names:
         method: Any = Base()
         if name != "base":
@@ -189,7 +202,13 @@ def _parser() -> argparse.ArgumentParser:
         "or straightforward",
     )
     p.add_argument("--pooling", default="last", choices=["last", "mean"])
-    p.add_argument("--input-format", default="raw", choices=["raw", "chat"])
+    p.add_argument(
+        "--input-format",
+        default="raw",
+        choices=["raw", "chat", "answer"],
+        help="how texts are fed to the probe: raw sentences (the paper), the chat template as "
+        "a user turn, or 'answer': inside the assistant turn after a fixed question",
+    )
     p.add_argument(
         "--threshold", type=float, default=0.9, help="accuracy a control layer must exceed"
     )
@@ -228,6 +247,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--no-resume", action="store_true", help="refit even if matching artifacts exist"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace vectors in --vectors fitted with other settings, data or model "
+        "(without it conva fit refuses to touch them)",
     )
     p.set_defaults(func=_cmd_fit)
 

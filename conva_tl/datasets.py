@@ -330,7 +330,6 @@ class ContrastSet:
         labels: 1 for value-promoting, 0 for the opposite stance.
         groups: texts sharing a group are kept on the same side of a split
             (both sentences of a pair; each straightforward sentence alone).
-        pair_index: for pairs, the index of the pair each text comes from.
         sha256: hash of the texts and labels, recorded in artifacts.
     """
 

@@ -2,7 +2,11 @@
 
 :func:`fit_all` identifies value vectors for several values in one activation
 pass, fits their gates in a second shared pass, and saves both to an artifact
-folder; rerun with the same settings, it loads them instead (resume).
+folder; rerun with the same settings, it loads them instead (resume). It never
+replaces vectors fitted with other settings unless told to (``overwrite``).
+:func:`load_or_fit` and :func:`load_or_fit_gates` are what the commands that
+*use* vectors (``conva steer``, ``conva evaluate``) call: they take the folder's
+vectors and gates as they are and fit only what is missing.
 :func:`make_method` builds any of the compared methods by name.
 """
 
@@ -19,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from conva_tl.artifact_schema import check_manifest, read_json
 from conva_tl.artifacts import load_gates, load_vectors, save_gates, save_vectors
 from conva_tl.datasets import (
     KIND_FOLDERS,
@@ -41,6 +46,7 @@ __all__ = [
     "contrast_sets_from_files",
     "fit_all",
     "load_or_fit",
+    "load_or_fit_gates",
     "summary_table",
     "make_method",
     "METHODS",
@@ -78,8 +84,10 @@ class FitSettings:
             raise ConvaError(f"kind must be one of {', '.join(KIND_FOLDERS)}, got {self.kind!r}")
         if self.pooling not in ("last", "mean"):
             raise ConvaError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
-        if self.input_format not in ("raw", "chat"):
-            raise ConvaError(f"input_format must be 'raw' or 'chat', got {self.input_format!r}")
+        if self.input_format not in ("raw", "chat", "answer"):
+            raise ConvaError(
+                f"input_format must be 'raw', 'chat' or 'answer', got {self.input_format!r}"
+            )
         if not _real(self.C) or not 0 < self.C < float("inf"):
             raise ConvaError(f"C (inverse L2 strength) must be a positive number, got {self.C!r}")
         if not _real(self.test_size) or not 0 < self.test_size < 1:
@@ -164,16 +172,43 @@ def contrast_sets_from_files(
     return out
 
 
-def _matches(
-    vv: ValueVectors, model: Any, settings: FitSettings, data: dict[str, ContrastSet]
-) -> bool:
-    meta = vv.metadata
-    cs = data.get(vv.value) or contrast_set(vv.value, settings.kind)
-    return (
-        meta.get("model") == model_info(model).to_dict()
-        and meta.get("fit_settings") == asdict(settings)
-        and meta.get("dataset", {}).get("sha256") == cs.sha256
-    )
+def _mismatch(
+    meta: dict[str, Any], model: Any, settings: FitSettings, cs: ContrastSet
+) -> str | None:
+    """Why saved vectors (their ``metadata``) were not fitted as asked, or ``None`` if they were."""
+    info = model_info(model).to_dict()
+    if meta.get("model") != info:
+        return f"fitted on {meta.get('model', {}).get('name')!r}, not {info['name']!r}"
+    saved = meta.get("fit_settings")
+    if not isinstance(saved, dict):
+        return "no fit settings recorded (not fitted by conva fit)"
+    asked = asdict(settings)
+    diff = [f"{k}={saved.get(k)!r} (asked {asked[k]!r})" for k in asked if saved.get(k) != asked[k]]
+    if diff:
+        return "fitted with " + ", ".join(diff)
+    if meta.get("dataset", {}).get("sha256") != cs.sha256:
+        return "fitted on other training data"
+    return None
+
+
+def _saved_metadata(folder: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The recorded metadata of the ``names`` saved in ``folder``; unreadable ones are skipped."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    have = check_manifest(manifest, read_json(manifest))
+    out = {}
+    for v in names:
+        if v not in have:
+            continue
+        try:
+            meta = read_json(folder / f"{v}.json").get("metadata")
+        except (ArtifactError, AttributeError) as exc:
+            logger.warning("ignoring unreadable vectors for %s in %s: %s", v, folder, exc)
+            continue
+        if isinstance(meta, dict):
+            out[v] = meta
+    return out
 
 
 def fit_all(
@@ -184,6 +219,7 @@ def fit_all(
     settings: FitSettings | None = None,
     gates: bool = True,
     resume: bool = True,
+    overwrite: bool = False,
     progress: bool | None = True,
     data: dict[str, ContrastSet] | None = None,
 ) -> tuple[dict[str, ValueVectors], dict[str, ActivationGate]]:
@@ -197,24 +233,45 @@ def fit_all(
         gates: also fit the default :class:`ActivationGate` per value.
         resume: reuse vectors already in ``out_dir`` fitted with the same model,
             data and settings; only the missing values are fitted.
+        overwrite: replace vectors in ``out_dir`` that were fitted with another
+            model, other data or other settings. Without it they are an error,
+            so a user's vectors are never silently refitted.
         progress: progress bars.
         data: your own :class:`ContrastSet` per value (see :func:`identify`);
             resume compares against its hash.
+
+    Raises:
+        ArtifactError: ``out_dir`` holds vectors for a value in ``values``
+            fitted otherwise, and ``overwrite`` is not set.
     """
     settings = settings or FitSettings()
     names = value_names(values)
     sets = custom_sets(data, names)
     out = check_output_folder(out_dir)
+    saved = _saved_metadata(out, names)
+    why = {
+        v: reason
+        for v, meta in saved.items()
+        if (
+            reason := _mismatch(
+                meta, model, settings, sets.get(v) or contrast_set(v, settings.kind)
+            )
+        )
+    }
+    if why and not overwrite:
+        raise ArtifactError(
+            f"{out} already holds vectors fitted otherwise: "
+            + "; ".join(f"{v}: {r}" for v, r in why.items())
+            + ". They are kept: rerun conva fit with --overwrite (fit_all(..., overwrite=True)) "
+            "to replace them, give the same settings to reuse them, or choose another --vectors folder"
+        )
     have: dict[str, ValueVectors] = {}
-    if resume and (out / "manifest.json").is_file():
+    reuse = [v for v in saved if v not in why] if resume else []
+    if reuse:
         try:
-            saved = load_vectors(out)
+            have = load_vectors(out, reuse)
         except ArtifactError as exc:
             logger.warning("ignoring unreadable artifacts in %s: %s", out, exc)
-            saved = {}
-        have = {
-            v: vv for v, vv in saved.items() if v in names and _matches(vv, model, settings, sets)
-        }
     todo = [v for v in names if v not in have]
     if todo:
         logger.info("identifying value vectors for %s", ", ".join(todo))
@@ -276,15 +333,15 @@ def load_or_fit(
 ) -> dict[str, ValueVectors]:
     """Vectors for ``values`` from ``folder``; fit (with ``settings``) and save only those it lacks.
 
-    Unlike ``fit_all(resume=True)``, vectors already in the folder are used as
-    they are, whatever settings fitted them (the analysis scripts read a
-    user's artifacts; they never refit over them). Loading checks them
-    against ``model``.
+    Unlike :func:`fit_all`, vectors already in the folder are used as they
+    are, whatever settings fitted them: the commands that use vectors
+    (``conva steer``, ``conva evaluate``, the analysis scripts) read a user's
+    artifacts and never refit over them. Loading checks them against ``model``.
     """
     folder = Path(folder)
     names = [canonical_value(v) for v in values]
     manifest = folder / "manifest.json"
-    have = json.loads(manifest.read_text()).get("values", []) if manifest.is_file() else []
+    have = check_manifest(manifest, read_json(manifest)) if manifest.is_file() else []
     missing = [v for v in names if v not in have]
     if missing:
         logger.warning(
@@ -292,6 +349,30 @@ def load_or_fit(
         )
         fit_all(model, folder, missing, settings=settings, gates=False, progress=progress)
     return load_vectors(folder, names, model=model)
+
+
+def load_or_fit_gates(
+    model: Any,
+    folder: str | Path,
+    vectors: dict[str, ValueVectors],
+    *,
+    progress: bool | None = False,
+) -> dict[str, ActivationGate]:
+    """The gates of ``vectors``' values from ``folder``; fit and save only those it lacks.
+
+    Like :func:`load_or_fit`, gates already in the folder are used as they are
+    (a corrupt one is an error, not refitted over).
+    """
+    folder = Path(folder)
+    have = [v for v in vectors if (folder / f"gate-{v}.json").is_file()]
+    gate_map = load_gates(folder, have, model=model) if have else {}
+    missing = {v: vv for v, vv in vectors.items() if v not in gate_map}
+    if missing:
+        logger.info("fitting gates for %s", ", ".join(missing))
+        new = fit_gates(model, missing, progress=progress)
+        save_gates(folder, new.values())
+        gate_map.update(new)
+    return {v: gate_map[v] for v in vectors}
 
 
 def summary_table(

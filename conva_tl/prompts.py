@@ -8,7 +8,7 @@ There are two input formats and the toolkit always says which one it uses:
   an instruction model is asked a question at steering time.
 
 The authors' code trains on ``raw`` and steers ``chat`` prompts: a train/apply
-mismatch that their hand-tuned P0 values absorb (``../shared/REFERENCE.md``).
+mismatch that their hand-tuned P0 values absorb.
 Here the probe's input format is a recorded setting of every
 :class:`~conva_tl.probes.ValueVectors` artifact, so the mismatch is explicit and
 can be ablated (``analyses/ablate_input_format.py``).
@@ -23,7 +23,11 @@ from conva_tl.errors import ConvaError
 
 __all__ = ["InputFormat", "format_chat", "format_inputs"]
 
-InputFormat = Literal["raw", "chat"]
+InputFormat = Literal["raw", "chat", "answer"]
+
+#: The user turn in front of each text in the ``answer`` format: the text is then
+#: read where the model's own answers are steered, inside the assistant turn.
+ANSWER_PROMPT = "What would you do, and why?"
 
 
 def format_chat(
@@ -71,4 +75,7 @@ def format_inputs(
         return list(texts)
     if input_format == "chat":
         return [format_chat(tokenizer, t, system=system) for t in texts]
-    raise ConvaError(f"input_format must be 'raw' or 'chat', got {input_format!r}")
+    if input_format == "answer":
+        head = format_chat(tokenizer, ANSWER_PROMPT, system=system)
+        return [head + t for t in texts]
+    raise ConvaError(f"input_format must be 'raw', 'chat' or 'answer', got {input_format!r}")

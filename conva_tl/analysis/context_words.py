@@ -109,7 +109,7 @@ STOPWORDS: frozenset[str] = frozenset(
 )
 
 #: The data kinds :func:`load_sides` understands.
-KINDS: tuple[str, ...] = ("pairs", "straightforward")
+KINDS: tuple[str, ...] = ("pairs", "pairs-minimal", "straightforward")
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
@@ -342,8 +342,8 @@ def index_matched_overlap(positives: Sequence[str], negatives: Sequence[str]) ->
 
 def load_sides(value: str, kind: str = "pairs") -> tuple[list[str], list[str]]:
     """``(positives, negatives)`` of a value's shipped pairs or straightforward data."""
-    if kind == "pairs":
-        pairs = load_pairs(value)
+    if kind in ("pairs", "pairs-minimal"):
+        pairs = load_pairs(value, kind=kind)
         return [p.positive for p in pairs], [p.negative for p in pairs]
     if kind == "straightforward":
         sents = load_straightforward(value)
@@ -357,7 +357,11 @@ def context_word_report(value: str, kind: str = "pairs", *, top_k: int = 25) -> 
     return context_words(positives, negatives, value=value, top_k=top_k)
 
 
-_OVERLAP_BASIS = {"pairs": "pairs", "straightforward": "index-matched baseline"}
+_OVERLAP_BASIS = {
+    "pairs": "pairs",
+    "pairs-minimal": "pairs",
+    "straightforward": "index-matched baseline",
+}
 
 
 def context_word_table(

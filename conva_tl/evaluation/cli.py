@@ -1,7 +1,8 @@
 """``conva evaluate comparison|priority|capability``: the evaluation stage as a command.
 
-Loads the subject model, loads (or fits, via :func:`conva_tl.pipeline.fit_all`)
-the value vectors and gates from ``--vectors``, builds the judge from
+Loads the subject model, loads the value vectors and gates from ``--vectors`` as
+they are (:func:`conva_tl.pipeline.load_or_fit`: only missing values are
+fitted, vectors already there are never refitted over), builds the judge from
 ``--base-url/--model/--api-key-env`` (or ``OPENAI_BASE_URL`` /
 ``CONVA_JUDGE_MODEL`` / ``OPENAI_API_KEY``), and runs one of
 :func:`~conva_tl.evaluation.runner.run_comparison`,
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--vectors",
         type=Path,
         default=Path("out/vectors"),
-        help="artifact folder of `conva fit`; missing values are fitted (default: out/vectors)",
+        help="artifact folder of `conva fit`, used as it is; missing values are fitted "
+        "(default: out/vectors)",
     )
     p.add_argument(
         "--subject-model",
@@ -132,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     from conva_tl.generate import GenerationConfig
     from conva_tl.model import load_model
-    from conva_tl.pipeline import FitSettings, fit_all
+    from conva_tl.pipeline import FitSettings, load_or_fit, load_or_fit_gates
     from conva_tl.values import VALUES, canonical_value
 
     values = [canonical_value(v) for v in (args.values or VALUES)]
@@ -140,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     judge = make_judge(args, out) if args.kind != "capability" else None
     model = load_model(args.subject_model, device=args.device)
-    vectors, gates = fit_all(model, args.vectors, values, settings=FitSettings())
+    vectors = load_or_fit(model, args.vectors, values, progress=True)
+    gates = load_or_fit_gates(model, args.vectors, vectors, progress=True)
     result: Any
     if args.kind == "capability":
         from conva_tl.datasets import load_mc
@@ -166,12 +169,12 @@ def _run(args: argparse.Namespace) -> int:
         methods = args.methods or list(COMPARISON_METHODS)
         sf = None
         if "conva-sf" in methods:
-            sf, _ = fit_all(
+            sf = load_or_fit(
                 model,
                 args.vectors / "straightforward",
                 values,
                 settings=FitSettings(kind="straightforward"),
-                gates=False,
+                progress=True,
             )
         result = run_comparison(
             model,

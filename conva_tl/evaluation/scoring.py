@@ -65,8 +65,8 @@ def probe_readings(
 ) -> np.ndarray:
     """Probe logit w.e + b of each answer at its value's best layer (NaN: empty answer or no vectors).
 
-    P_V is its sigmoid. The logit is kept because probes fitted without
-    regularisation to speak of saturate: P_V of every answer can read 0.9999.
+    P_V is its sigmoid. The logit is kept because the sigmoid flattens near 0
+    and 1: answers that all read P_V ~ 1 can still differ in their logit.
     """
     out = np.full(len(records), np.nan)
     by_value: dict[str, list[int]] = {}

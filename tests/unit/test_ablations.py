@@ -286,7 +286,14 @@ def test_gate_sweep_is_monotone_and_matches_a_real_gated_run(tiny, vectors):
         t.iloc[-1][["open_value", "kl_value", "open_unrelated", "kl_unrelated"]] == 0
     ).all()  # g0 = 1: closed
     assert len(res.scores) == 5 and res.scores["score"].between(0, 1).all()
-    assert len(res.auroc) == 1 and 0.0 <= res.auroc["auroc"].iloc[0] <= 1.0
+    # the AUROC is the share of (value, unrelated) prompt pairs the gate ranks correctly
+    pos = res.scores[res.scores.set == "value"]["score"].to_numpy()
+    neg = res.scores[res.scores.set == "unrelated"]["score"].to_numpy()
+    diff = pos[:, None] - neg[None, :]
+    ranked = float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+    assert len(res.auroc) == 1 and res.auroc["negatives"].iloc[0] == "unrelated"
+    assert res.auroc["auroc"].iloc[0] == pytest.approx(ranked, abs=1e-12), ranked
+    assert len(pos) == 2 and len(neg) == 3
     # kl(g0) from one open pass equals a real run with the gate at g0
     g0 = float(res.scores[res.scores.set == "unrelated"]["score"].median())
     kl, _ = kl_to_base(

@@ -58,3 +58,12 @@ def test_bad_inputs(tiny):
     with pytest.raises(HookError, match="close matches"):
         with hooked(tiny, [("blocks.0.hook_resid_pots", lambda x, hook: None)]):
             pass
+
+
+def test_answer_format_puts_the_text_inside_the_assistant_turn(tiny):
+    from conva_tl.prompts import ANSWER_PROMPT, format_chat, format_inputs
+
+    (text,) = format_inputs(tiny.tokenizer, ["I kept the steady job."], "answer")
+    head = format_chat(tiny.tokenizer, ANSWER_PROMPT)
+    assert text == head + "I kept the steady job."
+    assert text.index(ANSWER_PROMPT) < text.rindex("assistant") < text.index("I kept")

@@ -1,3 +1,5 @@
+from importlib.metadata import entry_points
+
 import pytest
 
 from conva_tl.cli import main
@@ -21,9 +23,68 @@ def test_bad_option_is_rejected_by_argparse():
     assert exc.value.code == 2
 
 
-def test_unknown_method_is_reported(capsys, monkeypatch):
-    from conva_tl.errors import ConvaError
-    from conva_tl.pipeline import make_method
+def conva_entry_point():
+    """The function the installed ``conva`` command runs (pyproject's [project.scripts])."""
+    (ep,) = entry_points(group="console_scripts", name="conva")
+    return ep.load()
 
-    with pytest.raises(ConvaError, match="unknown method"):
-        make_method("sft", "security")
+
+def test_conva_entry_point_is_the_cli_main():
+    assert conva_entry_point() is main
+
+
+def test_unknown_method_is_reported(capsys, monkeypatch):
+    import conva_tl.model
+
+    def no_model(*a, **k):
+        raise AssertionError("the method is checked before the model is loaded")
+
+    monkeypatch.setattr(conva_tl.model, "load_model", no_model)
+    argv = ["steer", "Should I save?", "--value", "security", "--method", "base,sft"]
+    assert conva_entry_point()(argv) == 2
+    err = capsys.readouterr().err
+    assert "unknown method(s) ['sft']" in err and "conva-per-prompt" in err
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if "security" in p.name}
+
+
+def test_steer_and_fit_never_refit_over_vectors_fitted_otherwise(
+    tiny, tmp_path, monkeypatch, capsys
+):
+    import json
+
+    import conva_tl.model
+    import conva_tl.pipeline
+    from conva_tl.pipeline import FitSettings, fit_all
+    from conva_tl.probes import DEFAULT_C
+
+    folder = tmp_path / "vecs"
+    # what `conva fit --C 1 --raw-scale` leaves behind (a rule the random tiny model passes)
+    rule = {"threshold": 0.0, "exclude_last": 1, "min_depth": 0.5}
+    fitted = FitSettings(C=1.0, standardize=False, **rule)
+    fit_all(tiny, folder, ["security"], settings=fitted, progress=False)
+    before = _snapshot(folder)
+    assert {"security.json", "security.safetensors", "gate-security.json"} <= set(before)
+    monkeypatch.setattr(conva_tl.model, "load_model", lambda *a, **k: tiny)
+    common = ["--values", "security", "--vectors", str(folder)]
+    common += ["--threshold", "0", "--exclude-last", "1", "--min-depth", "0.5"]
+
+    with monkeypatch.context() as m:
+        m.setattr(conva_tl.pipeline, "fit_all", lambda *a, **k: pytest.fail("steer refitted"))
+        argv = ["steer", "Should I save?", "--value", "security", "--vectors", str(folder)]
+        assert main([*argv, "--method", "base,conva,caa", "--max-new-tokens", "2"]) == 0
+    assert "[conva]" in capsys.readouterr().out and _snapshot(folder) == before
+
+    assert main(["fit", *common]) == 2  # default settings differ: refused, nothing touched
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "C=1.0" in err and "standardize=False" in err
+    assert _snapshot(folder) == before
+
+    assert main(["fit", *common, "--C", "1", "--raw-scale"]) == 0  # same settings: resumed
+    assert _snapshot(folder) == before
+
+    assert main(["fit", *common, "--overwrite"]) == 0
+    settings = json.loads((folder / "security.json").read_text())["metadata"]["fit_settings"]
+    assert settings["C"] == DEFAULT_C and settings["standardize"] is True

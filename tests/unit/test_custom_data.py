@@ -70,7 +70,7 @@ def test_files_are_read_by_value_and_checked(tmp_path):
     assert list(sets) == ["security"] and len(sets["security"]) == 60
     bad = tmp_path / "latin1.jsonl"
     bad.write_bytes(b'{"id": "x", "value": "s\xe9curit\xe9"}\n')
-    with pytest.raises(DataError, match="latin1.jsonl: not UTF-8"):
+    with pytest.raises(DataError, match="latin1.jsonl:1: not UTF-8"):
         contrast_sets_from_files([bad])
     mixed = write_pairs(tmp_path / "mixed.jsonl")
     with mixed.open("a") as fh:

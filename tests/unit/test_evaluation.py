@@ -158,7 +158,7 @@ def test_killed_run_resumes_without_recomputing(tiny, vectors, gates, tmp_path, 
     # other settings (P0) are not reused: only conva is regenerated, the old answers stay on disk
     fourth = CountingGenerate()
     monkeypatch.setattr(runner, "generate", fourth)
-    run_comparison(tiny, [VALUE], methods, tmp_path, **{**kw, "config": CFG}, p0=0.97)
+    run_comparison(tiny, [VALUE], methods, tmp_path, **{**kw, "config": CFG}, p0=0.8)
     assert fourth.calls == 2 and len(AnswerStore(tmp_path / "answers.jsonl")) == 9
 
 
@@ -372,9 +372,13 @@ def test_cli_comparison_offline_then_judged(
 ):
     import conva_tl.model
     import conva_tl.pipeline
+    from conva_tl.artifacts import save_gates, save_vectors
 
     monkeypatch.setattr(conva_tl.model, "load_model", lambda name=None, device=None: tiny)
-    monkeypatch.setattr(conva_tl.pipeline, "fit_all", lambda *a, **k: (vectors, gates))
+    # vectors with no recorded fit settings: evaluate must use them as they are, never refit
+    folder = save_gates(save_vectors(tmp_path / "vecs", vectors.values()), gates.values())
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    monkeypatch.setattr(conva_tl.pipeline, "fit_all", lambda *a, **k: pytest.fail("refitted"))
     monkeypatch.delenv("CONVA_JUDGE_MODEL", raising=False)
     monkeypatch.setattr(runner, "generate", CountingGenerate(script=True))
     argv = [
@@ -392,6 +396,8 @@ def test_cli_comparison_offline_then_judged(
         "2",
         "--out",
         str(tmp_path),
+        "--vectors",
+        str(folder),
     ]
     assert main_evaluate(argv) == 0
     out = capsys.readouterr().out
@@ -417,6 +423,7 @@ def test_cli_comparison_offline_then_judged(
     table = pd.read_csv(tmp_path / "results.csv").set_index("method")
     assert table.loc["base", "fr"] == 1.0 and table.loc["conva", "csr"] == 0.5
     assert (tmp_path / "judge_cache.jsonl").is_file()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert main_evaluate(["comparison", "--values", "nonsense", "--out", str(tmp_path)]) == 2
     cap = [
         "capability",
@@ -430,6 +437,8 @@ def test_cli_comparison_offline_then_judged(
         "2",
         "--out",
         str(tmp_path / "cap"),
+        "--vectors",
+        str(folder),
     ]
     assert main_evaluate(cap) == 0
     assert "Multiple-choice accuracy" in capsys.readouterr().out

@@ -307,10 +307,9 @@ def test_cli_steers_several_values(tiny, monkeypatch, tmp_path, capsys):
     vv = _vectors(tiny)
     monkeypatch.setattr(conva_tl.model, "load_model", lambda *a, **k: tiny)
     monkeypatch.setattr(
-        conva_tl.pipeline,
-        "fit_all",
-        lambda model, out, values, **k: ({v: vv[v] for v in values}, {}),
+        conva_tl.pipeline, "load_or_fit", lambda model, out, values, **k: {v: vv[v] for v in values}
     )
+    monkeypatch.setattr(conva_tl.pipeline, "load_or_fit_gates", lambda *a, **k: {})
     argv = ["steer", "Should I save?", "--vectors", str(tmp_path / "v"), "--max-new-tokens", "3"]
     argv += ["--value", "benevolence=0.9", "--value", "power<=0.3"]
     assert main(argv + ["--method", "base,conva"]) == 0

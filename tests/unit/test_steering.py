@@ -172,3 +172,64 @@ def test_bad_configuration_is_rejected(tiny):
     with pytest.raises(ConvaError, match="mode"):
         ConVA(vv, mode="sometimes")
     assert math.isclose(logit(0.5), 0.0)
+
+
+class FailingAtStep:
+    """ConVA whose hooks raise at one decoding step, as a crash mid-generation would."""
+
+    def __init__(self, method: ConVA, step: int) -> None:
+        self.method, self.step, self.name = method, step, "failing"
+
+    def rewrite_prompt(self, question):
+        return self.method.rewrite_prompt(question)
+
+    def fwd_hooks(self, model, ctx):
+        def fail_then(fn):
+            def hook(resid, hook):
+                if ctx.step == self.step:
+                    raise RuntimeError(f"crash at step {ctx.step}")
+                return fn(resid, hook=hook)
+
+            return hook
+
+        return [(name, fail_then(fn)) for name, fn in self.method.fwd_hooks(model, ctx)]
+
+
+def test_users_own_bridge_hooks_survive_steering(tiny):
+    vv = random_vectors(tiny)  # steers blocks 1 and 2, where the user's hook sits too
+    name = resid_post_name(1)
+    point = tiny.hook_dict[name]
+    assert not point.fwd_hooks, "another test left a hook on the shared tiny model"
+    ids = tiny.tokenizer("Should I save?", return_tensors="pt", add_special_tokens=False).input_ids
+    seen: list[tuple[int, ...]] = []
+
+    def record_resid_hook(resid, hook):
+        seen.append(tuple(resid.shape))
+
+    def assert_users_hook_alone_and_firing():
+        seen.clear()
+        with torch.inference_mode():
+            tiny(ids, return_type=None)
+        assert seen == [(1, ids.shape[1], tiny.cfg.d_model)] and len(point.fwd_hooks) == 1
+
+    tiny.add_hook(name, record_resid_hook)
+    try:
+        assert_users_hook_alone_and_firing()
+        with torch.inference_mode(), steer(tiny, vv, p0=0.999) as s:
+            tiny(ids, return_type=None)
+        assert s.calls[name] == 1 and len(seen) == 2  # both fired inside the block
+        assert_users_hook_alone_and_firing()
+        with pytest.raises(RuntimeError, match="inside the block"):
+            with torch.inference_mode(), steer(tiny, vv, p0=0.999):
+                raise RuntimeError("inside the block")
+        assert_users_hook_alone_and_firing()
+        generate(tiny, ["Hi"], intervention=ConVA(vv, p0=0.999), max_new_tokens=2)
+        assert_users_hook_alone_and_firing()
+        with pytest.raises(RuntimeError, match="crash at step 1"):
+            generate(
+                tiny, ["Hi"], intervention=FailingAtStep(ConVA(vv, p0=0.999), 1), max_new_tokens=3
+            )
+        assert_users_hook_alone_and_firing()
+    finally:
+        point.remove_hooks("fwd")
+    assert not point.fwd_hooks
