@@ -32,6 +32,15 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_p0_option(p: argparse.ArgumentParser, default: float) -> None:
+    p.add_argument(
+        "--p0",
+        type=float,
+        default=default,
+        help=f"ConVA target probability P0, in (0, 1) (default: {default})",
+    )
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from conva_tl.identify import value_names
     from conva_tl.model import check_device, load_model
@@ -267,12 +276,7 @@ def _parser() -> argparse.ArgumentParser:
         "steer several at once: --value benevolence=0.9 --value 'power<=0.3'",
     )
     p.add_argument("--method", default="base,conva", help=f"comma-separated: {', '.join(METHODS)}")
-    p.add_argument(
-        "--p0",
-        type=float,
-        default=DEFAULT_P0,
-        help=f"ConVA target probability P0, in (0, 1) (default: {DEFAULT_P0})",
-    )
+    _add_p0_option(p, DEFAULT_P0)
     p.add_argument(
         "--caa-coef",
         type=float,
@@ -290,12 +294,7 @@ def _parser() -> argparse.ArgumentParser:
         default="out/demo",
         help="output folder for artifacts and answers (default: out/demo)",
     )
-    p.add_argument(
-        "--p0",
-        type=float,
-        default=DEFAULT_P0,
-        help=f"ConVA target probability P0, in (0, 1) (default: {DEFAULT_P0})",
-    )
+    _add_p0_option(p, DEFAULT_P0)
     p.add_argument(
         "--max-new-tokens", type=int, default=60, help="answer length limit (default: 60)"
     )

@@ -33,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 
+from conva_tl.datasets import read_jsonl
 from conva_tl.errors import DataError
 from conva_tl.judge import CSR_PROMPT, FR_PROMPT
 from conva_tl.values import get_value
@@ -147,13 +148,7 @@ def read_labels(path: str | Path, items: Sequence[str] | None = None) -> pd.Data
     """
     p = Path(path)
     rows: dict[str, dict[str, bool]] = {}
-    for lineno, line in enumerate(p.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{p}:{lineno}: not JSON ({err.msg})") from err
+    for lineno, rec in read_jsonl(p):
         item = str(rec.get("item", ""))
         if not item:
             raise DataError(f"{p}:{lineno}: no 'item' field")
