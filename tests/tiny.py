@@ -5,6 +5,8 @@ Unit tests run on it in seconds and need no files or network.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 
 import torch
@@ -47,8 +49,10 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
         pad_token="<|im_end|>",
     )
     fast.chat_template = CHAT_TEMPLATE
-    # The bridge re-loads tokenizers by name_or_path, so give it a real folder.
+    # The bridge re-loads tokenizers by name_or_path, so give it a real folder,
+    # removed when the test process exits (a folder per call used to pile up in /tmp).
     folder = tempfile.mkdtemp(prefix="conva-tiny-tok-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     fast.save_pretrained(folder)
     return PreTrainedTokenizerFast.from_pretrained(folder)
 

@@ -7,6 +7,10 @@
 * :mod:`.capability` - MC accuracy, gate scores and next-token KL (Tab. 5, Fig. 3).
 * :mod:`.report` - tables, figures, the offline notice.
 * :mod:`.cli` - ``conva evaluate`` (:func:`main_evaluate`).
+* :mod:`.annotation` - blinded files for two human annotators, label join,
+  raw agreement and Cohen's kappa (the judged loop without a judge API).
+* :mod:`.devloop` - questions spread over scenario types, method variants.
+* :mod:`.proxy` - does a judge-free reading track the judged labels?
 """
 
 from conva_tl.evaluation.answers import TRIM_RULE, AnswerStore, trim_answer
