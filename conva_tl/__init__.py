@@ -16,7 +16,7 @@ from conva_tl.datasets import (
     load_unrelated,
 )
 from conva_tl.errors import ArtifactError, ConvaError, DataError, HookError, ModelLoadError
-from conva_tl.gate import ActivationGate, CallableGate, fit_gate, fit_gates
+from conva_tl.gate import ActivationGate, CallableGate, fit_gate, fit_gates, gate_opening_matrix
 from conva_tl.generate import GenerationConfig, generate
 from conva_tl.hooks import hook_name, hooked, resid_post_name
 from conva_tl.identify import identify, identify_one
@@ -59,6 +59,7 @@ __all__ = [
     "CallableGate",
     "fit_gate",
     "fit_gates",
+    "gate_opening_matrix",
     "GenerationConfig",
     "generate",
     "Base",

@@ -24,6 +24,7 @@ __all__ = ["read_json", "check_manifest", "check_vectors_meta", "check_gate_meta
 
 FORMAT_VERSION = 1
 _REFIT = "fit it again (conva fit) or restore the file"
+_GATE_KINDS = ("neutral", "specific")  # conva_tl.gate.GATE_KINDS; this module imports no model code
 
 
 def read_json(path: Path) -> Any:
@@ -138,7 +139,10 @@ def check_vectors_meta(path: Path, obj: Any, expected: str, n_layers: int) -> di
 
 
 def check_gate_meta(path: Path, obj: Any, expected: str, n_layers: int | None) -> dict[str, Any]:
-    """A checked ``gate-<value>.json``: block, b, threshold and metrics."""
+    """A checked ``gate-<value>.json``: block, b, threshold, metrics and kind.
+
+    ``kind`` is optional: gates saved before it existed are ``"neutral"``.
+    """
     obj = _object(path, obj)
     _version(path, obj)
     _value(path, obj, expected)
@@ -152,4 +156,11 @@ def check_gate_meta(path: Path, obj: Any, expected: str, n_layers: int | None) -
         metrics = {}
     if not isinstance(metrics, dict):
         raise ArtifactError(f"{path}: field 'metrics' must be an object, got {metrics!r}")
-    return {"block": block, "b": b, "threshold": threshold, "metrics": metrics}
+    kind = _field(path, obj, "kind", required=False)
+    if kind is None:
+        kind = "neutral"
+    if kind not in _GATE_KINDS:
+        raise ArtifactError(
+            f"{path}: field 'kind' must be one of {', '.join(_GATE_KINDS)}, got {kind!r}; {_REFIT}"
+        )
+    return {"block": block, "b": b, "threshold": threshold, "metrics": metrics, "kind": kind}

@@ -178,6 +178,7 @@ def save_gates(folder: str | Path, gates: Iterable[ActivationGate]) -> Path:
             "b": gate.b,
             "threshold": gate.threshold,
             "metrics": gate.metrics,
+            "kind": gate.kind,
         }
         (out / f"gate-{gate.value}.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return out
@@ -227,6 +228,12 @@ def load_gates(
                 f"gate for {name!r} has d_model {w.shape[0]}, the model {model.cfg.d_model}"
             )
         out[canonical_value(name)] = ActivationGate(
-            canonical_value(name), meta["block"], w, meta["b"], meta["threshold"], meta["metrics"]
+            canonical_value(name),
+            meta["block"],
+            w,
+            meta["b"],
+            meta["threshold"],
+            meta["metrics"],
+            meta["kind"],
         )
     return out

@@ -70,7 +70,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     values = value_names(args.values or (list(data) if data else _all()))
     check_device(args.device)
     model = load_model(args.model, device=args.device)
-    _, _ = fit_all(
+    _, gates = fit_all(
         model,
         args.vectors,
         values,
@@ -78,10 +78,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         overwrite=args.overwrite,
         data=data,
+        gate_kind=args.gate_kind,
     )
     import pandas as pd
 
+    from conva_tl.gate import gate_opening_matrix
+
     print(pd.read_csv(f"{args.vectors}/summary.csv", index_col=0).to_string())
+    if gates:
+        print(
+            f"\n{args.gate_kind} gates: share of prompts each gate (row) opens on; columns: the "
+            "held-out gate questions of each value, and the neutral prompts"
+        )
+        print(gate_opening_matrix(model, gates).round(2).to_string())
     print(f"\nsaved to {args.vectors}/")
     return 0
 
@@ -254,6 +263,13 @@ def _parser() -> argparse.ArgumentParser:
         help="fit the probes on raw activations instead of standardized ones (the authors' code)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--gate-kind",
+        default="neutral",
+        choices=["neutral", "specific"],
+        help="neutral (default): gates open on value-laden prompts vs neutral ones; "
+        "specific: also trained against the other values' questions",
+    )
     p.add_argument(
         "--no-resume", action="store_true", help="refit even if matching artifacts exist"
     )

@@ -8,6 +8,13 @@ value-unrelated prompts, and measured on a held-out split. It reads a block
 at or below the first control layer, so on the prompt pass it decides before
 any steering happens, inside the same forward pass: no extra model call.
 
+Two kinds of activation gate are fitted (``kind``): ``"neutral"`` (the
+default) separates value-laden prompts from neutral ones, so it opens on every
+value's dilemmas alike; ``"specific"`` adds the other values' gate questions as
+hard negatives, so it opens on its own value's prompts only.
+:func:`gate_opening_matrix` measures both: how often each gate opens on each
+value's held-out gate questions and on the neutral prompts.
+
 Any object with ``threshold`` and ``score_texts(texts)`` (a :class:`TextGate`)
 also works, e.g. a wrapped external classifier; such gates are scored from the
 prompt text before generation.
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import pandas as pd
 import torch
 from jaxtyping import Bool, Float
 from sklearn.linear_model import LogisticRegression
@@ -35,19 +43,24 @@ from conva_tl.errors import ArtifactError, ConvaError
 from conva_tl.generate import GenerationContext
 from conva_tl.hooks import hook_name
 from conva_tl.probes import ValueVectors
-from conva_tl.values import canonical_value
+from conva_tl.values import VALUES, canonical_value
 
 __all__ = [
     "TextGate",
     "ActivationGate",
     "fit_gate",
     "fit_gates",
+    "gate_opening_matrix",
+    "heldout_questions",
+    "GATE_KINDS",
     "gate_hook",
     "CallableGate",
     "checked_scores",
 ]
 
 logger = logging.getLogger(__name__)
+
+GATE_KINDS = ("neutral", "specific")
 
 
 @runtime_checkable
@@ -134,6 +147,8 @@ class ActivationGate:
         w, b: logistic weights on that activation.
         threshold: g0; the gate opens when score > threshold.
         metrics: held-out AUROC and accuracy, data sizes.
+        kind: ``"neutral"`` (value-laden vs neutral prompts) or ``"specific"``
+            (also against the other values' questions).
     """
 
     value: str
@@ -142,11 +157,13 @@ class ActivationGate:
     b: float
     threshold: float = 0.5
     metrics: dict[str, Any] = field(default_factory=dict)
+    kind: str = "neutral"
 
     def __post_init__(self) -> None:
         if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1:
             raise ConvaError(f"gate block must be an integer >= 1, got {self.block!r}")
         _check_threshold(self.threshold)
+        _check_kind(self.kind)
 
     @property
     def hook_name(self) -> str:
@@ -179,7 +196,9 @@ class ActivationGate:
         return torch.sigmoid(acts[0] @ self.w + self.b)
 
     def with_threshold(self, threshold: float) -> ActivationGate:
-        return ActivationGate(self.value, self.block, self.w, self.b, threshold, self.metrics)
+        return ActivationGate(
+            self.value, self.block, self.w, self.b, threshold, self.metrics, self.kind
+        )
 
 
 def gate_hook(
@@ -196,6 +215,36 @@ def gate_hook(
     ctx.state["gate_score"] = scores.detach().cpu()
     ctx.state["gate_open"] = (scores > gate.threshold).cpu()
     return None
+
+
+def _check_kind(kind: Any) -> None:
+    if kind not in GATE_KINDS:
+        raise ConvaError(f"gate kind must be one of {', '.join(GATE_KINDS)}, got {kind!r}")
+
+
+def heldout_questions(value: str, *, test_size: float = 0.3, seed: int = 0) -> list[str]:
+    """The gate questions of ``value`` that no *specific* gate trains on as negatives.
+
+    A fixed, seeded share of each value's gate questions; the specific gates
+    of the other values leave them out, so :func:`gate_opening_matrix` can
+    score them as unseen prompts (neutral gates never see other values'
+    questions at all).
+    """
+    questions = _gate_questions(value)
+    train = set(_train_index(value, test_size, seed))
+    return [q for i, q in enumerate(questions) if i not in train]
+
+
+def _gate_questions(value: str, index: list[int] | None = None) -> list[str]:
+    questions = [q.question for q in load_questions(canonical_value(value), split="gate")]
+    return questions if index is None else [questions[i] for i in index]
+
+
+def _train_index(value: str, test_size: float, seed: int) -> list[int]:
+    """Indices of ``value``'s gate questions outside :func:`heldout_questions`."""
+    n = len(_gate_questions(value))
+    n_test = max(1, round(test_size * n))
+    return sorted(np.random.default_rng(seed).permutation(n)[n_test:].tolist())
 
 
 def _first_control(vectors: ValueVectors | None) -> int:
@@ -216,18 +265,29 @@ def fit_gates(
     seed: int = 0,
     batch_size: int = 32,
     progress: bool | None = None,
+    kind: str = "neutral",
 ) -> dict[str, ActivationGate]:
     """Fit one gate per value with a single shared activation pass.
 
     The unrelated prompts are cached once for every value and the gate
     questions of all values together, at every candidate block any value needs.
+
+    Args:
+        kind: ``"neutral"`` fits each value's gate questions against the
+            unrelated prompts. ``"specific"`` adds, as hard negatives, the gate
+            questions of every *other* shipped value (all ten, not only those in
+            ``vectors``) except their :func:`heldout_questions`; the fit stays
+            class-balanced.
     """
+    _check_kind(kind)
     names = list(vectors)
     cands = {v: _candidates(_first_control(vectors[v]), model.cfg.n_layers) for v in names}
     blocks = sorted({b for c in cands.values() for b in c})
     neg = [p.prompt for p in load_unrelated()]
-    pos = {v: [q.question for q in load_questions(v, split="gate")] for v in names}
-    texts = neg + [q for v in names for q in pos[v]]
+    everyone = list(VALUES) if kind == "specific" else names
+    pos = {v: [q.question for q in load_questions(v, split="gate")] for v in everyone}
+    order = names + [v for v in everyone if v not in names]
+    texts = neg + [q for v in order for q in pos[v]]
     acts = cache_resid_post(
         model,
         texts,
@@ -238,14 +298,32 @@ def fit_gates(
         progress=progress,
     )
     slot = {b: k for k, b in enumerate(blocks)}
-    out, start = {}, len(neg)
+    first, start = {}, len(neg)
+    for v in order:
+        first[v], start = start, start + len(pos[v])
+    # Other values' held-out questions stay unseen, for gate_opening_matrix.
+    train = (
+        [first[o] + i for o in order for i in _train_index(o, test_size, seed)]
+        if kind == "specific"
+        else []
+    )
+    out = {}
     for v in names:
-        rows = list(range(len(neg))) + list(range(start, start + len(pos[v])))
-        start += len(pos[v])
-        y = np.array([0] * len(neg) + [1] * len(pos[v]))
+        own = range(first[v], first[v] + len(pos[v]))
+        hard = [r for r in train if r not in own]
+        rows = list(range(len(neg))) + hard + list(own)
+        y = np.array([0] * (len(neg) + len(hard)) + [1] * len(pos[v]))
         per_block = {b: acts[slot[b]][rows].double().numpy() for b in cands[v]}
         out[v] = _fit_from_acts(
-            v, per_block, y, threshold=threshold, C=C, test_size=test_size, seed=seed
+            v,
+            per_block,
+            y,
+            threshold=threshold,
+            C=C,
+            test_size=test_size,
+            seed=seed,
+            kind=kind,
+            n_hard=len(hard),
         )
     return out
 
@@ -259,6 +337,8 @@ def _fit_from_acts(
     C: float,
     test_size: float,
     seed: int,
+    kind: str = "neutral",
+    n_hard: int = 0,
 ) -> ActivationGate:
     idx_train, idx_test = train_test_split(
         np.arange(len(y)), test_size=test_size, random_state=seed, stratify=y
@@ -280,11 +360,15 @@ def _fit_from_acts(
         "heldout_accuracy": acc,
         "n_positive": int(y.sum()),
         "n_negative": int((1 - y).sum()),
+        "n_hard_negative": n_hard,
         "test_size": test_size,
+        "seed": seed,
         "candidates": sorted(per_block),
         "C": C,
     }
-    logger.info("gate %s: block %d, held-out AUROC %.3f, accuracy %.3f", value, blk, auroc, acc)
+    logger.info(
+        "%s gate %s: block %d, held-out AUROC %.3f, accuracy %.3f", kind, value, blk, auroc, acc
+    )
     return ActivationGate(
         value,
         blk,
@@ -292,6 +376,7 @@ def _fit_from_acts(
         float(final.intercept_[0]),
         threshold,
         metrics,
+        kind,
     )
 
 
@@ -307,6 +392,8 @@ def fit_gate(
     seed: int = 0,
     positives: list[str] | None = None,
     negatives: list[str] | None = None,
+    kind: str = "neutral",
+    hard_negatives: list[str] | None = None,
 ) -> ActivationGate:
     """Fit the default gate for a value and measure it on held-out prompts.
 
@@ -322,20 +409,126 @@ def fit_gate(
         seed: split seed.
         positives / negatives: override the value's gate questions / the
             shipped unrelated prompts.
+        kind: ``"neutral"`` or ``"specific"`` (see :func:`fit_gates`).
+        hard_negatives: for ``"specific"``, override the other values' gate
+            questions (default: those not in their :func:`heldout_questions`).
     """
+    _check_kind(kind)
     value = canonical_value(value)
     pos = positives or [q.question for q in load_questions(value, split="gate")]
     neg = negatives or [p.prompt for p in load_unrelated()]
+    hard: list[str] = []
+    if kind == "specific":
+        hard = hard_negatives or [
+            q
+            for o in VALUES
+            if o != value
+            for q in _gate_questions(o, _train_index(o, test_size, seed))
+        ]
+    elif hard_negatives:
+        raise ConvaError("hard_negatives are for kind='specific'; a neutral gate takes negatives")
     candidates = (
         [block] if block is not None else _candidates(_first_control(vectors), model.cfg.n_layers)
     )
     if any(c < 1 or c > model.cfg.n_layers for c in candidates):
         raise ConvaError(f"gate block must be in 1..{model.cfg.n_layers}, got {candidates}")
     acts = cache_resid_post(
-        model, pos + neg, layers=[c - 1 for c in candidates], pooling="mean", input_format="chat"
+        model,
+        pos + neg + hard,
+        layers=[c - 1 for c in candidates],
+        pooling="mean",
+        input_format="chat",
     )
-    y = np.array([1] * len(pos) + [0] * len(neg))
+    y = np.array([1] * len(pos) + [0] * (len(neg) + len(hard)))
     per_block = {c: acts[k].double().numpy() for k, c in enumerate(candidates)}
     return _fit_from_acts(
-        value, per_block, y, threshold=threshold, C=C, test_size=test_size, seed=seed
+        value,
+        per_block,
+        y,
+        threshold=threshold,
+        C=C,
+        test_size=test_size,
+        seed=seed,
+        kind=kind,
+        n_hard=len(hard),
     )
+
+
+def gate_opening_matrix(
+    model: Any,
+    gates: dict[str, ActivationGate],
+    *,
+    split: str = "heldout",
+    batch_size: int = 32,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """How often each gate opens on each value's questions and on neutral prompts.
+
+    Row ``i`` is the gate of value ``i``; column ``j`` the share of value
+    ``j``'s questions on which it opens (score > threshold); column
+    ``"neutral"`` the share of the shipped unrelated prompts. Only *gate*
+    questions are scored: the *eval* questions are the evaluation set.
+
+    Which entries are unseen: with ``split="heldout"`` (default) the columns
+    hold each value's :func:`heldout_questions` (the seed and test size the
+    gates recorded), so the off-diagonal entries are prompts the gate never
+    trained on, for both kinds. The diagonal and the neutral column are the
+    gate's own training prompts (its final fit uses all of them); the gate's
+    held-out AUROC in ``metrics`` is the unseen measure of those.
+    ``split="gate"`` scores all gate questions: then a specific gate's
+    off-diagonal entries are mostly its own training negatives.
+
+    Args:
+        model: the ``TransformerBridge`` the gates were fitted on.
+        gates: activation gates by value (row and column order).
+        split: ``"heldout"`` or ``"gate"``.
+        batch_size / progress: for the activation pass.
+
+    Returns:
+        DataFrame indexed by gate value, columns the values then ``"neutral"``,
+        entries in [0, 1].
+    """
+    if split not in ("heldout", "gate"):
+        raise ConvaError(
+            f"split must be 'heldout' or 'gate', got {split!r} (eval questions are the "
+            "evaluation set and are never used to judge gates)"
+        )
+    if not gates:
+        raise ConvaError("gate_opening_matrix needs at least one gate")
+    names = [canonical_value(v) for v in gates]
+    for g in gates.values():
+        g.check_model(model)
+    recorded = {(g.metrics.get("test_size", 0.3), g.metrics.get("seed", 0)) for g in gates.values()}
+    if split == "heldout" and len(recorded) > 1:
+        raise ConvaError(
+            f"the gates were fitted with different held-out splits {sorted(recorded)} "
+            "(test_size, seed): fit them together, or use split='gate'"
+        )
+    test_size, seed = next(iter(recorded))
+    cols = {
+        v: heldout_questions(v, test_size=test_size, seed=seed)
+        if split == "heldout"
+        else [q.question for q in load_questions(v, split="gate")]
+        for v in names
+    }
+    cols["neutral"] = [p.prompt for p in load_unrelated()]
+    texts = [t for c in cols.values() for t in c]
+    blocks = sorted({g.block for g in gates.values()})
+    acts = cache_resid_post(
+        model,
+        texts,
+        layers=[b - 1 for b in blocks],
+        pooling="mean",
+        input_format="chat",
+        batch_size=batch_size,
+        progress=progress,
+    )
+    rows = {}
+    for v, g in zip(names, gates.values(), strict=True):
+        opened = torch.sigmoid(acts[blocks.index(g.block)] @ g.w + g.b) > g.threshold
+        rates, start = {}, 0
+        for col, col_texts in cols.items():
+            rates[col] = float(opened[start : start + len(col_texts)].float().mean())
+            start += len(col_texts)
+        rows[v] = rates
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -56,6 +56,10 @@ DEFAULT_P0 = 0.97
 #: pairs' control layers CAA's fluency fell to .81 and its CSR to .19; at 0.25, .95 and .24.
 DEFAULT_CAA_COEF = 0.25
 
+#: ConVA's control modes: the paper's per-token rule, the authors' code's
+#: per-prompt eps, and per-token on the answer only (the prompt's last token on).
+MODES = ("per_token", "per_prompt", "per_token_answer")
+
 #: The paper's ICA template (Appx. C, Tab. 9), quoted as a method parameter.
 ICA_TEMPLATE = "You have a high level of {value}. {Value} means {definition}. {question}"
 
@@ -161,7 +165,8 @@ class ConVA:
         p0: target probability P0 (the paper: 1 - 0.1^x, 0.88-0.975 for Llama-2).
         gate: an :class:`ActivationGate`, a :class:`TextGate`, or ``None``
             (always on: the paper's "ConVA w.o. gate" ablation).
-        mode: ``"per_token"`` (the paper) or ``"per_prompt"`` (the authors' code).
+        mode: ``"per_token"`` (the paper), ``"per_prompt"`` (the authors' code) or
+            ``"per_token_answer"`` (per token, but of the prompt only its last token).
         layers: override the control layers.
         prompt: optional ``question -> (user, system)`` rewrite combined with
             control (the paper's Sec. 4.4 control-priority experiment).
@@ -181,8 +186,8 @@ class ConVA:
         logit(self.p0)  # validates 0 < p0 < 1
         # Never steer along a zero (unfitted) or degenerate probe: eps would be 0/0.
         self.vectors.check_layers(self.control_layers)
-        if self.mode not in ("per_token", "per_prompt"):
-            raise ConvaError(f"mode must be 'per_token' or 'per_prompt', got {self.mode!r}")
+        if self.mode not in MODES:
+            raise ConvaError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.gate is not None and not isinstance(self.gate, (ActivationGate, TextGate)):
             raise ConvaError(
                 "gate must be an ActivationGate, a TextGate (threshold + score_texts) or None"
@@ -225,7 +230,11 @@ class ConVA:
             )
             ctx.state["gate_score"] = scores
             ctx.state["gate_open"] = scores > self.gate.threshold
-        hook_fn = conva_resid_hook if self.mode == "per_token" else conva_prompt_resid_hook
+        hook_fn: Any = {
+            "per_token": conva_resid_hook,
+            "per_token_answer": functools.partial(conva_resid_hook, answer_only=True),
+            "per_prompt": conva_prompt_resid_hook,
+        }[self.mode]
         for layer in self.control_layers:
             hooks.append(
                 (

@@ -222,6 +222,7 @@ def fit_all(
     overwrite: bool = False,
     progress: bool | None = True,
     data: dict[str, ContrastSet] | None = None,
+    gate_kind: str = "neutral",
 ) -> tuple[dict[str, ValueVectors], dict[str, ActivationGate]]:
     """Identify (or reload) value vectors and gates for ``values``; save them.
 
@@ -239,6 +240,9 @@ def fit_all(
         progress: progress bars.
         data: your own :class:`ContrastSet` per value (see :func:`identify`);
             resume compares against its hash.
+        gate_kind: ``"neutral"`` or ``"specific"`` gates (see
+            :func:`~conva_tl.gate.fit_gates`); saved gates of the other kind
+            are refitted.
 
     Raises:
         ArtifactError: ``out_dir`` holds vectors for a value in ``values``
@@ -312,10 +316,11 @@ def fit_all(
                 gate_map = load_gates(out, names, model=model)
             except ArtifactError:
                 gate_map = {}
+        gate_map = {v: g for v, g in gate_map.items() if g.kind == gate_kind}
         missing = {v: vectors[v] for v in names if v not in gate_map}
         if missing:
-            logger.info("fitting gates for %s", ", ".join(missing))
-            new = fit_gates(model, missing, progress=progress)
+            logger.info("fitting %s gates for %s", gate_kind, ", ".join(missing))
+            new = fit_gates(model, missing, progress=progress, kind=gate_kind)
             save_gates(out, new.values())
             gate_map.update(new)
     summary_table(vectors, gate_map).to_csv(out / "summary.csv")
@@ -389,6 +394,7 @@ def summary_table(
                 "best_accuracy": round(float(vv.accuracy.max()), 3),
                 "n_control": len(vv.control_layers),
                 "control_layers": _ranges(vv.control_layers),
+                "gate_kind": g.kind if g else None,
                 "gate_block": g.block if g else None,
                 "gate_auroc": round(g.metrics.get("heldout_auroc", float("nan")), 3) if g else None,
                 "gate_accuracy": round(g.metrics.get("heldout_accuracy", float("nan")), 3)

@@ -153,9 +153,17 @@ def conva_resid_hook(
     b: float,
     p0: float,
     ctx: GenerationContext,
+    answer_only: bool = False,
 ) -> Float[Tensor, "batch pos d_model"]:
-    """ConVA per token (the paper): every real position of every gated row."""
+    """ConVA per token (the paper): every real position of every gated row.
+
+    ``answer_only`` leaves the prompt's tokens alone except the last one (whose
+    residual predicts the first answer token) and steers every generated token.
+    """
     allowed = ctx.real_tokens(resid) & gate_open(ctx, resid.shape[0], resid.device)[:, None]
+    if answer_only and ctx.is_prompt_pass(resid):
+        allowed = allowed.clone()
+        allowed[:, :-1] = False
     out, eps, before = conva_shift(resid, w, b, p0, allowed)
     _record(ctx, layer, out, before, eps, w, b)
     return out

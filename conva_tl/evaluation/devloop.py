@@ -85,6 +85,7 @@ class Variant:
     layers: tuple[int, ...] | None = None
     min_layer: int = 0
     max_layers: int | None = None
+    mode: str = "per_token"
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
@@ -108,10 +109,12 @@ class Variant:
                 kw["min_layer"] = int(val)
             elif key == "max":
                 kw["max_layers"] = int(val)
+            elif key == "mode":
+                kw["mode"] = val
             else:
                 raise ConvaError(
                     f"variant {spec!r}: unknown option {opt!r} "
-                    "(method=conva|caa, p0=X, coef=Y, gate=on|off, layers=A-B+C, from=L, max=K)"
+                    "(method=conva|caa, p0=X, coef=Y, gate=on|off, layers=A-B+C, from=L, max=K, mode=M)"
                 )
         return cls(name, folder, **kw)
 
@@ -128,6 +131,7 @@ class Variant:
             p0=self.p0,
             gate=gate if self.gate else None,
             layers=layers,
+            mode=self.mode,
             name=self.name,
         )
 

@@ -150,6 +150,28 @@ def test_per_prompt_mode_uses_one_eps_per_row_and_layer(tiny):
     assert (per == 1).all()
 
 
+def test_answer_mode_leaves_the_prompt_but_its_last_token(tiny):
+    vv = random_vectors(tiny)
+    _, full = generate(
+        tiny, PROMPTS, max_new_tokens=3, intervention=ConVA(vv, p0=0.999), trace=True
+    )
+    _, ans = generate(
+        tiny,
+        PROMPTS,
+        max_new_tokens=3,
+        intervention=ConVA(vv, p0=0.999, mode="per_token_answer"),
+        trace=True,
+    )
+    prompt_full, prompt_ans = full[full.step == 0], ans[ans.step == 0]
+    last = prompt_ans.groupby("row").position.transform("max")
+    assert (prompt_ans[prompt_ans.position < last].eps == 0).all()
+    assert (prompt_ans[prompt_ans.position == last].eps > 0).all()
+    assert (prompt_full.eps > 0).mean() > 0.5  # the paper's mode moves the prompt too
+    assert (ans[ans.step > 0].eps > 0).all()  # every generated token is steered
+    with pytest.raises(ConvaError, match="per_token_answer"):
+        ConVA(vv, mode="answer")
+
+
 def test_steer_context_manager_cleans_up(tiny):
     vv = random_vectors(tiny)
     ids = tiny.tokenizer(
