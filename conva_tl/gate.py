@@ -252,7 +252,9 @@ def _first_control(vectors: ValueVectors | None) -> int:
 
 
 def _candidates(first: int, n_layers: int) -> list[int]:
-    return sorted({min(max(1, first // 2), n_layers), min(max(1, first), n_layers)})
+    # a gate hooks blocks.{b}.hook_resid_pre, so b is in 1..n_layers - 1
+    top = max(1, n_layers - 1)
+    return sorted({min(max(1, first // 2), top), min(max(1, first), top)})
 
 
 def fit_gates(
@@ -430,8 +432,8 @@ def fit_gate(
     candidates = (
         [block] if block is not None else _candidates(_first_control(vectors), model.cfg.n_layers)
     )
-    if any(c < 1 or c > model.cfg.n_layers for c in candidates):
-        raise ConvaError(f"gate block must be in 1..{model.cfg.n_layers}, got {candidates}")
+    if any(c < 1 or c >= model.cfg.n_layers for c in candidates):
+        raise ConvaError(f"gate block must be in 1..{model.cfg.n_layers - 1}, got {candidates}")
     acts = cache_resid_post(
         model,
         pos + neg + hard,

@@ -178,3 +178,12 @@ def test_conva_fit_gate_kind_saves_specific_gates_and_prints_the_matrix(
     out = capsys.readouterr().out
     assert "specific gates" in out and "neutral" in out.split("specific gates")[1]
     assert json.loads((folder / "gate-security.json").read_text())["kind"] == "specific"
+
+
+def test_gate_block_is_one_the_model_has_even_without_control_layers(tiny):
+    from conva_tl.gate import _candidates
+
+    n = tiny.cfg.n_layers
+    # no control layers -> first control defaults to 8, beyond this 4-layer model
+    assert max(_candidates(8, n)) == n - 1
+    assert all(1 <= b < n for first in range(0, 12) for b in _candidates(first, n))
