@@ -33,56 +33,23 @@ from conva_tl.values import VALUES
 
 
 def _fit(args: argparse.Namespace) -> int:
-    import torch
-    from safetensors.torch import load_file, save_file
+    from conva_tl.model import load_model
+    from conva_tl.pipeline import FitSettings, fit_all, summary_table
 
-    from conva_tl.activations import cache_resid_post
-    from conva_tl.artifacts import save_gates, save_vectors
-    from conva_tl.gate import fit_gates
-    from conva_tl.model import load_model, model_info
-    from conva_tl.pipeline import summary_table
-    from conva_tl.probes import LayerRule, fit_probes
-
-    model = load_model(args.model)
-    rule = LayerRule(
-        threshold=args.threshold, exclude_last=args.exclude_last, fallback_top=args.fallback_top
+    settings = FitSettings(
+        pooling=args.pooling,
+        input_format=args.input_format,
+        C=args.C,
+        threshold=args.threshold,
+        exclude_last=args.exclude_last,
+        fallback_top=args.fallback_top,
     )
-    vectors = {}
-    for v in args.values:
-        cs = pairs_set(v, args.pairs)
-        parts = []
-        for folder in args.pairs:
-            part = pairs_set(v, [folder])
-            tag = f"{args.pooling}-{args.input_format}"
-            cache = Path(args.cache) / f"{v}-{part.sha256[:12]}-{tag}.safetensors"
-            if not cache.is_file():
-                acts = cache_resid_post(
-                    model, list(part.texts), pooling=args.pooling, input_format=args.input_format
-                )
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                save_file({"acts": acts.contiguous()}, str(cache))
-            parts.append(load_file(str(cache))["acts"])
-        acts = torch.cat(parts, dim=1)
-        meta = {
-            "model": model_info(model).to_dict(),
-            "pooling": args.pooling,
-            "input_format": args.input_format,
-            "dataset": {
-                "kind": "pairs",
-                "n_texts": len(cs),
-                "sha256": cs.sha256,
-                "sources": [str(p) for p in args.pairs],
-            },
-        }
-        vectors[v] = fit_probes(
-            acts, cs.labels, cs.groups, value=v, C=args.C, rule=rule, metadata=meta
-        )
-    save_vectors(args.vectors, vectors.values())
-    gates = fit_gates(model, vectors)
-    save_gates(args.vectors, gates.values())
-    table = summary_table(vectors, gates)
-    table.to_csv(Path(args.vectors) / "summary.csv")
-    print(table.to_string())
+    data = {v: pairs_set(v, args.pairs) for v in args.values}
+    model = load_model(args.model)
+    vectors, gates = fit_all(
+        model, args.vectors, args.values, settings=settings, data=data, overwrite=True
+    )
+    print(summary_table(vectors, gates).to_string())  # fit_all also wrote it to summary.csv
     return 0
 
 
@@ -235,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--C", type=float, default=0.03)
     f.add_argument("--pooling", default="last", choices=["last", "mean"])
     f.add_argument("--input-format", default="raw", choices=["raw", "chat", "answer"])
-    f.add_argument("--cache", default="out/cq_acts", help="activation cache folder")
     f.add_argument("--model", default=None)
     a = sub.add_parser("answer", help="generate and store answers")
     a.add_argument("--out", required=True)

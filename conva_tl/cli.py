@@ -102,7 +102,6 @@ def _all() -> tuple[str, ...]:
 
 
 def _cmd_steer(args: argparse.Namespace) -> int:
-    from conva_tl.generate import generate
     from conva_tl.model import load_model
     from conva_tl.pipeline import load_or_fit, load_or_fit_gates, make_method
     from conva_tl.values import canonical_value
@@ -124,16 +123,21 @@ def _cmd_steer(args: argparse.Namespace) -> int:
         method = make_method(
             name, value, vectors.get(value), gates.get(value), p0=args.p0, caa_coef=args.caa_coef
         )
-        answer = generate(
-            model, [args.question], intervention=method, max_new_tokens=args.max_new_tokens
-        )[0]
-        print(f"[{name}] {answer}")
+        _print_answer(model, args, name, method)
     return 0
+
+
+def _print_answer(model: Any, args: argparse.Namespace, name: str, method: Any) -> None:
+    from conva_tl.generate import generate
+
+    answer = generate(
+        model, [args.question], intervention=method, max_new_tokens=args.max_new_tokens
+    )[0]
+    print(f"[{name}] {answer}")
 
 
 def _cmd_steer_multi(args: argparse.Namespace) -> int:
     """``conva steer --value benevolence=0.9 --value "power<=0.3"``: several values at once."""
-    from conva_tl.generate import generate
     from conva_tl.methods import Base
     from conva_tl.model import load_model
     from conva_tl.multi_conva import MultiConVA, parse_requests
@@ -155,10 +159,7 @@ def _cmd_steer_multi(args: argparse.Namespace) -> int:
         if name != "base":
             per_value = {v: gates[v] for v in values if v in gates} if name == "conva" else {}
             method = MultiConVA.from_vectors(vectors, targets, caps, gates=per_value, name=name)
-        answer = generate(
-            model, [args.question], intervention=method, max_new_tokens=args.max_new_tokens
-        )[0]
-        print(f"[{name}] {answer}")
+        _print_answer(model, args, name, method)
     return 0
 
 

@@ -153,19 +153,13 @@ def contrast_sets_from_files(
     """
     out: dict[str, ContrastSet] = {}
     for path in map(Path, paths):
-        try:
-            records = load_pairs(path=path) if kind == "pairs" else load_straightforward(path=path)
-            found = sorted({r.value for r in records})
-            if len(found) != 1:
-                raise DataError(
-                    f"{path}: holds {len(found)} values ({', '.join(found)}); "
-                    "give one file per value"
-                )
-            cs = contrast_set(found[0], kind, path=path)
-        except UnicodeDecodeError as exc:
+        records = load_pairs(path=path) if kind == "pairs" else load_straightforward(path=path)
+        found = sorted({r.value for r in records})
+        if len(found) != 1:
             raise DataError(
-                f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
-            ) from None
+                f"{path}: holds {len(found)} values ({', '.join(found)}); give one file per value"
+            )
+        cs = contrast_set(found[0], kind, path=path)
         if cs.value in out:
             raise DataError(f"{path}: a second file for {cs.value!r}; give one file per value")
         out[cs.value] = cs
