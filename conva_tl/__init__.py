@@ -20,7 +20,7 @@ from conva_tl.gate import ActivationGate, CallableGate, fit_gate, fit_gates, gat
 from conva_tl.generate import GenerationConfig, generate
 from conva_tl.hooks import hook_name, hooked, resid_post_name
 from conva_tl.identify import identify, identify_one
-from conva_tl.methods import CAA, ICA, Base, ConVA, steer
+from conva_tl.methods import CAA, ICA, Base, ConVA, SummedCAA, steer
 from conva_tl.model import load_hf_model, load_model
 from conva_tl.multi import LeastNormSolver, min_norm_push
 from conva_tl.multi_conva import MultiConVA
@@ -65,6 +65,7 @@ __all__ = [
     "Base",
     "ICA",
     "CAA",
+    "SummedCAA",
     "ConVA",
     "steer",
     "MultiConVA",

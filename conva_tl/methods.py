@@ -10,6 +10,8 @@ block (``model.generate``, ``run_with_cache``, a plain forward).
 * :class:`Base` - the unmodified model.
 * :class:`ICA` - in-context alignment, the paper's Appx. C prompt.
 * :class:`CAA` - add ``coef`` x the mean paired difference on the control layers.
+* :class:`SummedCAA` - several CAA vectors at once (a negative ``coef`` subtracts):
+  the multi-value baseline, as repeng adds control vectors.
 * :class:`ConVA` - gated minimal control; ``gate=None`` is the paper's
   "ConVA w.o. gate"; ``mode="per_prompt"`` reproduces the authors' code.
 """
@@ -40,6 +42,7 @@ __all__ = [
     "Base",
     "ICA",
     "CAA",
+    "SummedCAA",
     "ConVA",
     "ica_prompt",
     "steer",
@@ -154,6 +157,34 @@ class CAA:
             )
             for layer in layers
         ]
+
+
+@dataclass(frozen=True)
+class SummedCAA:
+    """Several values' CAA vectors added together, each on its own control layers.
+
+    The baseline for multi-value control: a sum promises nothing about any
+    probe's reading (compare :class:`~conva_tl.multi_conva.MultiConVA`). Give a
+    part a negative ``coef`` to push its value down.
+
+    Example:
+        >>> SummedCAA((CAA(vv["power"]), CAA(vv["universalism"], coef=-0.25)))  # doctest: +SKIP
+    """
+
+    parts: tuple[CAA, ...]
+    name: str = "caa-sum"
+
+    def __post_init__(self) -> None:
+        if not self.parts or not all(isinstance(p, CAA) for p in self.parts):
+            raise ConvaError(
+                "SummedCAA needs a non-empty tuple of CAA parts, e.g. (CAA(a), CAA(b))"
+            )
+
+    def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
+        return question, None
+
+    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+        return [hook for part in self.parts for hook in part.fwd_hooks(model, ctx)]
 
 
 @dataclass(frozen=True)

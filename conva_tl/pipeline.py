@@ -317,9 +317,37 @@ def fit_all(
             new = fit_gates(model, missing, progress=progress, kind=gate_kind)
             save_gates(out, new.values())
             gate_map.update(new)
-    summary_table(vectors, gate_map).to_csv(out / "summary.csv")
-    (out / "fit_settings.json").write_text(json.dumps(asdict(settings), indent=2))
+    _write_folder_summary(out, vectors, gate_map)
     return vectors, gate_map
+
+
+def _write_folder_summary(
+    out: Path, vectors: dict[str, ValueVectors], gates: dict[str, ActivationGate]
+) -> None:
+    """``summary.csv`` and ``fit_settings.json`` for every value in the folder.
+
+    A call that fits some values must not describe the folder as if it held
+    only those: values saved earlier (possibly with other settings) keep their
+    rows, read back from their own files.
+    """
+    every = dict(vectors)
+    listed = check_manifest(out / "manifest.json", read_json(out / "manifest.json"))
+    for v in (v for v in listed if v not in every):
+        try:
+            every.update(load_vectors(out, [v]))
+        except ArtifactError as exc:
+            logger.warning("summary.csv leaves out unreadable vectors for %s: %s", v, exc)
+    all_gates = dict(gates)
+    for v in every:
+        if v not in all_gates and (out / f"gate-{v}.json").is_file():
+            try:
+                all_gates.update(load_gates(out, [v]))
+            except ArtifactError as exc:
+                logger.warning("summary.csv leaves out the unreadable gate for %s: %s", v, exc)
+    ordered = {v: every[v] for v in VALUES if v in every}
+    summary_table(ordered, all_gates).to_csv(out / "summary.csv")
+    per_value = {v: vv.metadata.get("fit_settings") for v, vv in ordered.items()}
+    (out / "fit_settings.json").write_text(json.dumps(per_value, indent=2))
 
 
 def load_or_fit(

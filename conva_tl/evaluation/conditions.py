@@ -27,8 +27,9 @@ from conva_tl.errors import ConvaError
 from conva_tl.evaluation.answers import TRIM_RULE
 from conva_tl.gate import ActivationGate
 from conva_tl.generate import GenerationConfig
-from conva_tl.methods import CAA, ICA, ConVA, ica_prompt
+from conva_tl.methods import CAA, ICA, ConVA, SummedCAA, ica_prompt
 from conva_tl.model import model_info
+from conva_tl.multi_conva import MultiConVA
 from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0, METHODS, make_method
 from conva_tl.probes import ValueVectors
 from conva_tl.values import canonical_value, get_value, opposite_value
@@ -200,6 +201,14 @@ def _gate_settings(gate: Any) -> Any:
     }
 
 
+def _caa_settings(method: CAA) -> dict[str, Any]:
+    return {
+        "coef": method.coef,
+        "layers": list(method.control_layers),
+        "vectors": _digest(method.vectors.mean_diff),
+    }
+
+
 def method_settings(method: Any, model: Any, cfg: GenerationConfig) -> dict[str, Any]:
     """Everything that determines an answer of ``method`` (batch size excluded)."""
     user, system = method.rewrite_prompt("{question}")
@@ -224,8 +233,23 @@ def method_settings(method: Any, model: Any, cfg: GenerationConfig) -> dict[str,
             gate=_gate_settings(method.gate),
         )
     elif isinstance(method, CAA):
-        layers = method.layers if method.layers is not None else method.vectors.control_layers
-        s.update(coef=method.coef, layers=list(layers), vectors=_digest(method.vectors.mean_diff))
+        s.update(_caa_settings(method))
+    elif isinstance(method, SummedCAA):
+        s.update(parts=[{"value": p.vectors.value, **_caa_settings(p)} for p in method.parts])
+    elif isinstance(method, MultiConVA):
+        s.update(
+            requests=[
+                {
+                    "request": label,
+                    "layers": list(vv.control_layers),
+                    "vectors": _digest(vv.w, vv.b),
+                }
+                for label, _, vv, _, _ in method.requests
+            ],
+            layers=list(method.control_layers),
+            gate=_gate_settings(method.gate),
+            gates={v: _gate_settings(g) for v, g in sorted(method.gates.items())},
+        )
     elif isinstance(method, ICA):
         s.update(template=method.template)
     return s

@@ -88,3 +88,21 @@ def test_steer_and_fit_never_refit_over_vectors_fitted_otherwise(
     assert main(["fit", *common, "--overwrite"]) == 0
     settings = json.loads((folder / "security.json").read_text())["metadata"]["fit_settings"]
     assert settings["C"] == DEFAULT_C and settings["standardize"] is True
+
+
+def test_a_partial_fit_keeps_the_folder_summary_of_every_value(tiny, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from conva_tl.pipeline import FitSettings, fit_all
+
+    rule = {"threshold": 0.0, "exclude_last": 1, "min_depth": 0.5}
+    folder = tmp_path / "vecs"
+    fit_all(tiny, folder, ["security"], settings=FitSettings(C=1.0, **rule), progress=False)
+    fit_all(tiny, folder, ["power"], settings=FitSettings(C=0.5, **rule), progress=False)
+    summary = pd.read_csv(folder / "summary.csv", index_col=0)
+    assert list(summary.index) == ["power", "security"]  # circumplex order, both kept
+    assert summary["gate_block"].notna().all()
+    settings = json.loads((folder / "fit_settings.json").read_text())
+    assert {v: s["C"] for v, s in settings.items()} == {"power": 0.5, "security": 1.0}
