@@ -7,10 +7,15 @@ OpenAI-compatible endpoint (OpenAI, Azure-style proxies, vLLM, llama.cpp, a
 local fake in the tests), and through :class:`~conva_tl.jsonl.JsonlStore` (re-exported here), an append-only cache
 on disk that lets an interrupted run resume without paying for finished calls.
 
-Retry policy is ours, not the SDK's: the ``openai`` client is built with
-``max_retries=0`` and :meth:`ChatClient.complete` retries 429, 5xx, timeouts,
-connection errors and malformed 200 replies with exponential backoff and
-jitter, then raises :class:`~conva_tl.errors.ApiError`.
+Retries come in two layers, both bounded by :attr:`ApiConfig.max_retries`. The
+``openai`` client itself retries 429, 408/409, 5xx, timeouts and connection
+errors (its own exponential backoff, 0.5 s to 8 s with jitter; it honours a
+``Retry-After`` of up to two minutes and does not retry a longer one). A 200
+reply that is no usable chat completion (invalid JSON, no choices, no text) is
+not an error to the SDK, so :meth:`ChatClient.complete` retries it with
+``tenacity``, waiting per :attr:`ApiConfig.backoff_s`. Other statuses (400, 401,
+404, ...) fail at once. Every failure ends in :class:`~conva_tl.errors.ApiError`
+naming the problem, endpoint, model and number of tries.
 
 The API key is read from the environment variable named by
 :attr:`ApiConfig.api_key_env` (or passed to :class:`ChatClient`) and handed to
@@ -27,7 +32,7 @@ Environment variables read by :meth:`ApiConfig.from_env`:
 ``CONVA_API_MAX_TOKENS``   completion token limit
 ``CONVA_API_TIMEOUT_S``    per-request timeout in seconds
 ``CONVA_API_MAX_RETRIES``  retries after the first try
-``CONVA_API_BACKOFF_S``    base of the exponential backoff
+``CONVA_API_BACKOFF_S``    base of the backoff after a malformed reply
 ``CONVA_API_MAX_CONCURRENCY`` parallel requests in ``complete_many``
 ========================== ===========================================
 """
@@ -39,10 +44,8 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -50,6 +53,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import openai
+import tenacity
 from tqdm.auto import tqdm
 
 from conva_tl.errors import ApiError, ConvaError
@@ -93,11 +97,14 @@ class ApiConfig:
         api_key_env: name of the environment variable holding the key.
         temperature: sampling temperature (0 for reproducible judging).
         max_tokens: completion token limit; ``None`` leaves it to the server.
-        timeout_s: per-request timeout in seconds.
-        max_retries: retries after the first try (0 = one try only).
-        backoff_s: base delay; retry ``k`` waits ``backoff_s * 2**k`` seconds,
-            capped at ``backoff_max_s``, times a jitter factor in [0.5, 1).
-        backoff_max_s: cap of one backoff delay.
+        timeout_s: per-request timeout in seconds (the ``openai`` client's).
+        max_retries: retries after the first try (0 = one try only): by the
+            ``openai`` client for 429, 5xx, timeouts and connection errors, and
+            by :meth:`ChatClient.complete` for malformed 200 replies.
+        backoff_s: base delay after a malformed reply; retry ``k`` (from 0)
+            waits ``backoff_s * 2**k`` seconds, capped at ``backoff_max_s``.
+            The SDK's own retries use its built-in backoff.
+        backoff_max_s: cap of one such delay.
         max_concurrency: parallel requests in :meth:`ChatClient.complete_many`.
     """
 
@@ -262,7 +269,7 @@ def request_key(config: ApiConfig, prompt: str | Messages, *, salt: str = "") ->
 
 
 class _MalformedReply(Exception):
-    """A 200 reply that is not a usable chat completion."""
+    """A 200 reply that is not a usable chat completion (the SDK does not retry it)."""
 
 
 class _Skipped(Exception):
@@ -270,14 +277,13 @@ class _Skipped(Exception):
 
 
 class ChatClient:
-    """Chat completions with our retry policy and bounded concurrency.
+    """Chat completions with bounded retries and bounded concurrency.
 
     Args:
         config: endpoint, model and retry settings.
         api_key: the key; default: the environment variable ``config.api_key_env``.
             Servers that ignore keys (a local vLLM) still need a placeholder such
             as ``EMPTY``.
-        rng: randomness for backoff jitter (a private ``random.Random`` by default).
 
     Raises:
         ApiError: no key given and the environment variable is unset.
@@ -288,9 +294,7 @@ class ChatClient:
         'Yes.'
     """
 
-    def __init__(
-        self, config: ApiConfig, api_key: str | None = None, *, rng: random.Random | None = None
-    ) -> None:
+    def __init__(self, config: ApiConfig, api_key: str | None = None) -> None:
         key = api_key if api_key is not None else os.environ.get(config.api_key_env)
         if not key:
             raise ApiError(
@@ -299,12 +303,11 @@ class ChatClient:
             )
         self.config = config
         self._secret = key  # kept only to redact it from server messages
-        self._rng = rng if rng is not None else random.Random()
         self._client = openai.OpenAI(
             api_key=key,
             base_url=config.base_url,
             timeout=config.timeout_s,
-            max_retries=0,  # retries are ours (see complete), so they are testable
+            max_retries=config.max_retries,  # the SDK retries 429, 5xx, timeouts, ...
         )
 
     @property
@@ -328,26 +331,20 @@ class ChatClient:
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "[redacted]") if self._secret else text
 
-    def _backoff(self, retry: int, retry_after: float | None) -> float:
-        cfg = self.config
-        delay = min(cfg.backoff_max_s, cfg.backoff_s * 2.0**retry) * (
-            0.5 + 0.5 * self._rng.random()
-        )
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, cfg.backoff_max_s))
-        return delay
-
     def _request(self, messages: list[dict[str, str]]) -> str:
         cfg = self.config
         optional: dict[str, Any] = {}
         if cfg.max_tokens is not None:
             optional["max_tokens"] = cfg.max_tokens
-        completion = self._client.chat.completions.create(
-            model=cfg.model,
-            messages=messages,  # type: ignore[arg-type]
-            temperature=cfg.temperature,
-            **optional,
-        )
+        try:
+            completion = self._client.chat.completions.create(
+                model=cfg.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=cfg.temperature,
+                **optional,
+            )
+        except json.JSONDecodeError as exc:
+            raise _MalformedReply(f"body is not JSON: {exc}") from None
         choices = getattr(completion, "choices", None)
         if not choices:
             raise _MalformedReply("reply has no choices")
@@ -356,12 +353,25 @@ class ChatClient:
             raise _MalformedReply("reply has no text content")
         return content
 
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        logger.warning(
+            "malformed reply (%s) from %s (model %s); retry %d/%d in %.2f s",
+            self._redact(_short(str(exc))),
+            self.endpoint,
+            self.config.model,
+            state.attempt_number,
+            self.config.max_retries,
+            delay,
+        )
+
     def complete(self, prompt: str | Messages) -> str:
         """The assistant's reply to one conversation.
 
-        Retries 429, 5xx, timeouts, connection errors and malformed 200 replies
-        up to ``config.max_retries`` times with exponential backoff; other
-        errors (400, 401, 404, ...) fail at once.
+        The ``openai`` client retries 429, 5xx, timeouts and connection errors,
+        and this method retries malformed 200 replies, each up to
+        ``config.max_retries`` times; other errors (400, 401, 404, ...) fail at once.
 
         Args:
             prompt: a list of ``{"role", "content"}`` messages, or a string sent
@@ -373,41 +383,29 @@ class ChatClient:
         """
         messages = as_messages(prompt)
         cfg = self.config
-        tries = cfg.max_retries + 1
-        for attempt in range(tries):
-            retry_after: float | None = None
-            detail = ""
-            try:
-                return self._request(messages)
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                if status != 429 and status < 500:
-                    raise self._error(
-                        f"HTTP {status}", attempt + 1, self._status_detail(exc)
-                    ) from None
-                problem = f"HTTP {status}"
-                detail = self._status_detail(exc)
-                retry_after = _retry_after(exc)
-            except openai.APITimeoutError:
-                problem = f"timeout after {cfg.timeout_s:g} s"
-            except openai.APIConnectionError:
-                problem = "connection error"
-            except (_MalformedReply, json.JSONDecodeError) as exc:
-                problem = f"malformed reply ({_short(str(exc))})"
-            if attempt + 1 == tries:
-                raise self._error(problem, tries, detail) from None
-            delay = self._backoff(attempt, retry_after)
-            logger.warning(
-                "%s from %s (model %s); retry %d/%d in %.2f s",
-                problem,
-                self.endpoint,
-                cfg.model,
-                attempt + 1,
-                cfg.max_retries,
-                delay,
-            )
-            time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_MalformedReply),
+            stop=tenacity.stop_after_attempt(cfg.max_retries + 1),
+            wait=tenacity.wait_exponential(multiplier=cfg.backoff_s, max=cfg.backoff_max_s),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(self._request, messages)
+        except _MalformedReply as exc:
+            problem, request, detail = f"malformed reply ({_short(str(exc))})", None, ""
+        except openai.APIStatusError as exc:
+            problem, request = f"HTTP {exc.status_code}", exc.request
+            detail = self._status_detail(exc)
+        except openai.APITimeoutError as exc:
+            problem, request, detail = f"timeout after {cfg.timeout_s:g} s", exc.request, ""
+        except openai.APIConnectionError as exc:
+            problem, request, detail = "connection error", exc.request, ""
+        # tries: earlier malformed replies plus the SDK's tries of the last call
+        tries = retrying.statistics.get("attempt_number", 1)
+        if request is not None:
+            tries += int(request.headers.get("x-stainless-retry-count") or 0)
+        raise self._error(problem, tries, detail) from None
 
     def _status_detail(self, exc: openai.APIStatusError) -> str:
         if exc.status_code in (401, 403):
@@ -499,15 +497,6 @@ class ChatClient:
                 f"{first} ({len(errors)} of {len(conversations)} calls failed, {n_done} finished)"
             ) from first
         return [r for r in results if r is not None]
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    raw = exc.response.headers.get("retry-after")
-    try:
-        value = float(raw) if raw is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and value >= 0 else None
 
 
 def _short(text: str, limit: int = 200) -> str:
