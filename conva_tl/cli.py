@@ -216,9 +216,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kind",
         default="pairs",
-        choices=["pairs", "pairs-minimal", "straightforward"],
-        help="shipped data: pairs (default), pairs-minimal (the earlier minimal-edit pairs) "
-        "or straightforward",
+        choices=["pairs", "pairs-minimal", "pairs-balanced", "straightforward"],
+        help="shipped data: pairs (default), pairs-minimal (the earlier minimal-edit pairs), "
+        "pairs-balanced (sides share frame and vocabulary) or straightforward",
     )
     p.add_argument("--pooling", default="last", choices=["last", "mean"])
     p.add_argument(

@@ -24,6 +24,7 @@ __all__ = [
     "DATA_DIR",
     "BLOCKS",
     "KIND_FOLDERS",
+    "PAIR_KINDS",
     "ContrastPair",
     "LabeledSentence",
     "DilemmaQuestion",
@@ -46,16 +47,20 @@ BLOCKS = (
     "first_person_question",
     "third_person_question",
 )
-DataKind = Literal["pairs", "pairs-minimal", "straightforward"]
+DataKind = Literal["pairs", "pairs-minimal", "pairs-balanced", "straightforward"]
 #: Shipped folder of each kind of contrast data. ``pairs`` (the default since
 #: stop 11): context-controlled pairs whose negative is re-worded freely;
 #: ``pairs-minimal``: the earlier pairs whose negative is a minimal edit of its
-#: positive (kept for the data ablation; see the datasheet).
+#: positive (kept for the data ablation; see the datasheet); ``pairs-balanced``:
+#: pairs whose two sides share their frame and vocabulary (judged: weaker control).
 KIND_FOLDERS = {
     "pairs": "pairs",
     "pairs-minimal": "pairs_minimal",
+    "pairs-balanced": "pairs_balanced",
     "straightforward": "straightforward",
 }
+#: The kinds that are context-controlled pairs.
+PAIR_KINDS = ("pairs", "pairs-minimal", "pairs-balanced")
 
 
 @dataclass(frozen=True)
@@ -180,8 +185,8 @@ def load_pairs(
     value: str | None = None, *, path: str | Path | None = None, kind: str = "pairs"
 ) -> list[ContrastPair]:
     """Context-controlled pairs of a value (shipped file of ``kind``, or ``path``)."""
-    if kind not in ("pairs", "pairs-minimal"):
-        raise DataError(f"pairs kind must be 'pairs' or 'pairs-minimal', got {kind!r}")
+    if kind not in PAIR_KINDS:
+        raise DataError(f"pairs kind must be one of {', '.join(PAIR_KINDS)}, got {kind!r}")
     file, expected = _file(KIND_FOLDERS[kind], value, path)
     ids, texts = _Unique(file, "id"), _Unique(file, "sentence")
     pairs = []
@@ -368,7 +373,7 @@ def contrast_set(
 ) -> ContrastSet:
     """Labelled, grouped texts of a value from pairs or straightforward sentences."""
     canon = canonical_value(value)
-    if kind in ("pairs", "pairs-minimal"):
+    if kind in PAIR_KINDS:
         pairs = load_pairs(canon, path=path, kind=kind)
         texts = [t for p in pairs for t in (p.positive, p.negative)]
         labels = [1, 0] * len(pairs)

@@ -23,6 +23,9 @@ def test_shipped_files_have_the_documented_counts(value):
     minimal = load_pairs(value, kind="pairs-minimal")
     assert len(minimal) == 100
     assert [p.block for p in minimal] == [b for b in BLOCKS for _ in range(25)]
+    balanced = load_pairs(value, kind="pairs-balanced")
+    assert len(balanced) == 120 and balanced[0].id == f"{value}-bal-001"
+    assert [p.block for p in balanced] == [b for b in BLOCKS for _ in range(30)]
     sf = load_straightforward(value)
     assert len(sf) == 200 and sum(s.label for s in sf) == 100
     assert len(load_questions(value, split="eval")) == 100
@@ -35,9 +38,8 @@ def test_no_text_is_shared_across_values_or_kinds():
     seen = {}
     for value in VALUES:
         texts = [t for p in load_pairs(value) for t in (p.positive, p.negative)]
-        texts += [
-            t for p in load_pairs(value, kind="pairs-minimal") for t in (p.positive, p.negative)
-        ]
+        for kind in ("pairs-minimal", "pairs-balanced"):
+            texts += [t for p in load_pairs(value, kind=kind) for t in (p.positive, p.negative)]
         texts += [s.text for s in load_straightforward(value)]
         texts += [q.question for q in load_questions(value)]
         for t in texts:
@@ -62,6 +64,8 @@ def test_contrast_set_groups_pairs():
 def test_kinds_are_distinct_data_and_unknown_kinds_are_named():
     free, minimal = contrast_set("power"), contrast_set("power", "pairs-minimal")
     assert free.sha256 != minimal.sha256 and minimal.kind == "pairs-minimal"
+    balanced = contrast_set("power", "pairs-balanced")
+    assert len({free.sha256, minimal.sha256, balanced.sha256}) == 3
     with pytest.raises(DataError, match="pairs-minimal"):
         contrast_set("power", "pair")
 
@@ -129,3 +133,25 @@ def test_mc_rejects_bad_answer(tmp_path):
     path.write_text("What is 1+1?,1,2,3,4,E\n")
     with pytest.raises(DataError, match="answer must be"):
         load_mc(path)
+
+
+def test_balanced_pairs_share_frame_and_give_no_word_away():
+    """The documented construction of `pairs_balanced/`: what makes it a control for wording."""
+    import collections
+    import re
+
+    for value in VALUES:
+        pairs = load_pairs(value, kind="pairs-balanced")
+        pos, neg = collections.Counter(), collections.Counter()
+        for p in pairs:
+            a, b = p.positive.split(), p.negative.split()
+            assert [w.lower() for w in a[:3]] == [w.lower() for w in b[:3]], p.id
+            assert max(len(a), len(b)) <= 1.3 * min(len(a), len(b)), p.id
+            pos.update(set(re.findall(r"[a-z']+", p.positive.lower())))
+            neg.update(set(re.findall(r"[a-z']+", p.negative.lower())))
+        worst = max(abs(pos[w] - neg[w]) for w in set(pos) | set(neg))
+        assert worst < 8, value
+        # the free-worded default does give words away (e.g. "own" in self-direction)
+    free = load_pairs("self-direction")
+    own = sum("own" in re.findall(r"[a-z']+", p.positive.lower()) for p in free)
+    assert own - sum("own" in re.findall(r"[a-z']+", p.negative.lower()) for p in free) > 30
