@@ -189,6 +189,60 @@ def _proxy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pooled(args: argparse.Namespace) -> int:
+    """Per value x method CSR/FR over every judged round a method appears in (same settings)."""
+    dest = Path(args.results)
+    whole = json.loads(dest.read_text())
+    sums: dict[tuple[str, str], list[float]] = {}
+    seen: dict[tuple[str, str], Any] = {}
+    for name, sec in whole["sections"].items():
+        for row in sec["table"]:
+            value, method = row["value"], row["method"]
+            if value == "all" or method not in args.methods:
+                continue
+            st = sec["method_settings"][method][value]
+            if seen.setdefault((value, method), st) != st:
+                raise ConvaError(f"{method!r} for {value} has other settings in section {name!r}")
+            acc = sums.setdefault((value, method), [0.0, 0.0, 0.0, 0.0])
+            acc[0] += row["csr"] * row["n"]
+            acc[1] += row["fr"] * row["n"]
+            acc[2] += row["n"]
+            acc[3] += 1
+    target, baselines = args.methods[-1], args.methods[:-1]
+    table, above = [], []
+    for value in VALUES:
+        cells = {
+            m: {
+                "csr": sums[(value, m)][0] / sums[(value, m)][2],
+                "fr": sums[(value, m)][1] / sums[(value, m)][2],
+                "n_labels": sums[(value, m)][2],
+                "rounds": sums[(value, m)][3],
+            }
+            for m in args.methods
+            if (value, m) in sums
+        }
+        table.append(
+            {
+                "value": value,
+                **{m: {k: round(x, 3) for k, x in c.items()} for m, c in cells.items()},
+            }
+        )
+        best = max(cells[m]["csr"] for m in baselines if m in cells)
+        if target in cells and cells[target]["csr"] > best:
+            above.append(value)
+        print(value, " ".join(f"{m} {c['csr']:.2f}/{c['fr']:.2f}" for m, c in cells.items()))
+    whole["pooled"] = {
+        "command": " ".join(sys.argv),
+        "what": "labels of every round in which each method was judged with the same settings, "
+        "pooled per value (dev answers re-judged by several annotator pairs count each time)",
+        "table": table,
+        f"{target}_above_all_baselines": above,
+    }
+    dest.write_text(json.dumps(whole, indent=2) + "\n")
+    print(f"{target} above {', '.join(baselines)} on {len(above)}/10 values: {', '.join(above)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -229,12 +283,19 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--out", required=True)
     x.add_argument("--proxy-vectors", default="out/v_sf", help="vectors that did not steer")
     x.add_argument("--model", default=None)
+    s = sub.add_parser("pooled", help="per value x method over all judged rounds")
+    s.add_argument("--results", default="analyses/results/control_quality.json")
+    s.add_argument(
+        "--methods",
+        nargs="+",
+        default=["base", "ica", "caa25", "conva97"],
+        help="baselines, then the method to compare (last)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    commands = {"fit": _fit, "answer": _answer, "blind": _blind, "join": _join, "proxy": _proxy}
     try:
-        return {"fit": _fit, "answer": _answer, "blind": _blind, "join": _join, "proxy": _proxy}[
-            args.cmd
-        ](args)
+        return {**commands, "pooled": _pooled}[args.cmd](args)
     except ConvaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
