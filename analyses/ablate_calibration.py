@@ -20,108 +20,26 @@ Usage:
 
 from __future__ import annotations
 
+import argparse
+
 import _common as C
-import pandas as pd
 
-from conva_tl.analysis.calibration import best_C, calibration_table
-
-NAME = "calibration"
+from conva_tl.analysis import calibration_report
 
 
-def run(args) -> int:
-    model = C.load_subject(args)
-    layers = C.fit_layers(args, int(model.cfg.n_layers))
-    frames = []
-    for v in C.values_of(args):
-        cs = C.contrast_data(v, "pairs", args.pairs)
-        acts = C.activations_for(model, args, cs)
-        frames.append(
-            calibration_table(
-                acts,
-                cs.labels,
-                cs.groups,
-                args.Cs,
-                layers=layers,
-                folds=args.folds,
-                p0=args.p0,
-                standardize=not args.raw_scale,
-            ).assign(value=v)
-        )
-    df = pd.concat(frames)[
-        [
-            "value",
-            "C",
-            "layer",
-            "logloss",
-            "accuracy",
-            "w_norm",
-            "margin",
-            "resid_norm",
-            "margin_rel",
-        ]
-    ]
-    summary = (
-        df.groupby("C", sort=False)[["logloss", "accuracy", "w_norm", "margin", "margin_rel"]]
-        .mean()
-        .reset_index()
+def run(args: argparse.Namespace) -> int:
+    return C.probe_report(
+        args,
+        calibration_report,
+        Cs=args.Cs,
+        folds=args.folds,
+        p0=args.p0,
+        standardize=not args.raw_scale,
     )
-    C.print_table(
-        summary,
-        list(summary.columns),
-        title=f"Probe calibration ({args.folds}-fold grouped CV, mean over "
-        f"values and layers {layers[0]}..{layers[-1]}; margin = logit({args.p0})/|w|):",
-    )
-    print(
-        f"\nbest-calibrated C (lowest mean log-loss): {best_C(df):g}"
-        f"{' on raw activations' if args.raw_scale else ' on standardized activations'}"
-    )
-    print("Judge-free by design: probe calibration only.")
-    paths = C.write_outputs(
-        args.out,
-        NAME,
-        df,
-        lambda p: _plot(df, p),
-        settings=C.run_settings(args, model),
-        extra={"summary": summary},
-    )
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
-
-
-def _plot(df: pd.DataFrame, path):
-    fig = C.new_figure(12.0, 3.6)
-    per_c = (
-        df.groupby(["value", "C"], sort=False)[["logloss", "accuracy", "margin_rel"]]
-        .mean()
-        .reset_index()
-    )
-    for k, (col, label) in enumerate(
-        [
-            ("logloss", "CV log-loss (lower = better calibrated)"),
-            ("accuracy", "CV accuracy"),
-            ("margin_rel", "P0 margin / residual norm"),
-        ]
-    ):
-        ax = fig.add_subplot(1, 3, k + 1)
-        for i, (value, g) in enumerate(per_c.groupby("value", sort=False)):
-            ax.plot(g["C"], g[col], marker="o", color=f"C{i}", label=value)
-        ax.set_xscale("log")
-        ax.set_xlabel("C")
-        ax.set_title(label, fontsize=9)
-        ax.grid(alpha=0.3)
-    fig.axes[0].legend(fontsize=7)
-    fig.suptitle(
-        "Probe regularisation: calibration, accuracy and control margin (mean over layers)",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = C.parser(NAME, __doc__, generation=False, judge=False)
-    C.probe_options(p, layer_step=3)
+    p = C.parser("ablate_calibration", __doc__, generation=False, layer_step=3)
     p.add_argument(
         "--Cs",
         type=float,
@@ -138,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--raw-scale", action="store_true", help="fit on raw activations (the authors' code)"
     )
-    return C.main_wrapper(run, p, argv)
+    return C.run(run, p, argv)
 
 
 if __name__ == "__main__":

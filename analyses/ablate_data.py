@@ -26,106 +26,23 @@ Usage:
 
 from __future__ import annotations
 
-import _common as C
-import pandas as pd
+import argparse
 
-from conva_tl.analysis import run_settings, transfer_table
-from conva_tl.methods import Base, ConVA
+import _common as C
+
+from conva_tl.analysis import data_report
 from conva_tl.pipeline import DEFAULT_P0
 
-NAME = "data"
-KINDS = ("pairs", "straightforward")
 
-
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     s = C.steering_setup(args)
-    model = s["model"]
-    n_layers = int(model.cfg.n_layers)
-    layers = C.fit_layers(args, n_layers)
-    frames = []
-    for v in s["values"]:
-        data = {}
-        for kind in KINDS:
-            cs = C.contrast_data(v, kind, args.pairs)
-            data[kind] = (C.activations_for(model, args, cs)[layers], cs.labels, cs.groups)
-        frames.append(
-            transfer_table(
-                data, test_size=args.test_size, seed=args.seed, C=args.C, layers=layers
-            ).assign(value=v)
-        )
-    transfer = pd.concat(frames)[["value", "train", "test", "layer", "accuracy"]]
-    tsum = C.transfer_summary(transfer, n_layers)
-    sf, _ = C.get_vectors(model, args, s["values"], kind="straightforward")
-    gates = s["gates"] or {}
-    methods = {}
-    for v in s["values"]:
-        sf_gate = gates.get(v)
-        if (
-            sf_gate is not None
-            and sf[v].control_layers
-            and sf_gate.block > min(sf[v].control_layers)
-        ):
-            sf_gate = None  # would read steered activations
-        methods[v] = {
-            "base": Base(),
-            "pairs": ConVA(s["vectors"][v], p0=args.p0, gate=gates.get(v), name="conva-pairs"),
-            "straightforward": ConVA(sf[v], p0=args.p0, gate=sf_gate, name="conva-sf"),
-        }
-    cols = {
-        v: {
-            "pairs": {"n_layers": len(s["vectors"][v].control_layers)},
-            "straightforward": {"n_layers": len(sf[v].control_layers)},
-            "base": {"n_layers": 0},
-        }
-        for v in s["values"]
-    }
-    res = run_settings(
-        model, s["contexts"], methods, config=s["config"], judge=s["judge"], columns=cols
-    )
-    C.print_table(
-        tsum,
-        list(tsum.columns),
-        title="Probe accuracy across data (fitted on `train`, tested on "
-        "`test`'s held-out split; best_layer = best layer of train->train):",
-    )
-    C.print_table(
-        res.table,
-        ["value", "setting", "n_layers", *C.STEERING_COLUMNS[2:]],
-        title=f"Steering with vectors from each data set (P0 {args.p0:g}, "
-        f"{'gated' if args.gate else 'ungated'}; answers read by the pairs probe):",
-    )
-    C.print_judge_status(res.judged)
-    paths = C.write_outputs(
-        args.out,
-        NAME,
-        res.table,
-        lambda p: C.plot_measures(
-            res.table,
-            "setting",
-            C.steering_metrics(res.judged),
-            p,
-            categorical=True,
-            title=f"Vectors from pairs vs straightforward data (P0 {args.p0:g}; dashed: base)",
-        ),
-        settings=C.run_settings(args, model),
-        extra={"transfer": transfer, "transfer_summary": tsum, "answers": res.answers},
-    )
-    paths.append(
-        C.plot_transfer(
-            transfer,
-            args.out / "transfer.png",
-            title="Pairs vs straightforward probes (dashed: tested on the other data)",
-        )
-    )
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    return C.finish(args, s.model, data_report(s, C.probe_sweep(args, s.model), p0=args.p0))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = C.parser(NAME, __doc__)
-    C.probe_options(p, layer_step=2)
+    p = C.parser("ablate_data", __doc__, layer_step=2)
     p.add_argument("--p0", type=float, default=DEFAULT_P0, help=f"default: {DEFAULT_P0}")
-    return C.main_wrapper(run, p, argv)
+    return C.run(run, p, argv)
 
 
 if __name__ == "__main__":

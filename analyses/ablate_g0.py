@@ -23,115 +23,37 @@ Usage:
 
 from __future__ import annotations
 
+import argparse
+
 import _common as C
-import numpy as np
-import pandas as pd
 
-from conva_tl.analysis import gate_sweep, sample_unrelated
-from conva_tl.datasets import load_mc, load_questions
-from conva_tl.evaluation import mc_prompt
+from conva_tl.analysis import g0_report
+from conva_tl.analysis.steering_reports import G0_GRID
 from conva_tl.pipeline import DEFAULT_P0
-
-NAME = "g0"
-DEFAULT_G0 = [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+from conva_tl.values import canonical_value
 
 
-def plot(table, scores, fitted, path):
-    values = list(dict.fromkeys(table["value"]))
-    fig = C.new_figure(12.0, 3.4 * len(values))
-    sets = [c.removeprefix("open_") for c in table.columns if c.startswith("open_")]
-    for r, v in enumerate(values):
-        t = table[table.value == v]
-        ax = fig.add_subplot(len(values), 3, 3 * r + 1)
-        for s in sets:
-            ax.plot(t["g0"], t[f"open_{s}"], marker=".", label=s)
-        ax.axvline(fitted.get(v, 0.5), color="k", ls="--", lw=0.8)
-        ax.set(
-            xlabel="g0", ylabel="share gated open", title=f"{v}: gate open rate", ylim=(-0.02, 1.02)
-        )
-        ax.legend(fontsize=7)
-        ax = fig.add_subplot(len(values), 3, 3 * r + 2)
-        for s in sets:
-            ax.plot(t["g0"], t[f"kl_{s}"], marker=".", label=s)
-        ax.axvline(fitted.get(v, 0.5), color="k", ls="--", lw=0.8)
-        ax.set(
-            xlabel="g0", ylabel="mean KL(base||steered), nats", title=f"{v}: cost of gated control"
-        )
-        ax = fig.add_subplot(len(values), 3, 3 * r + 3)
-        g = scores[scores.value == v]
-        for s in sets:
-            ax.hist(g[g.set == s]["score"], bins=np.linspace(0, 1, 21), alpha=0.5, label=s)
-        ax.set(xlabel="gate score", title=f"{v}: gate scores")
-    fig.suptitle("Gate threshold g0 (dashed: the gate's fitted threshold)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def run(args) -> int:
-    model = C.load_subject(args)
-    values = C.values_of(args)
-    vectors, gates = C.get_vectors(model, args, values, gates=True)
-    unrelated = sample_unrelated(args.unrelated)
-    mc = [mc_prompt(q) for q in load_mc()[: args.mc]] if args.mc else []
-    tables, scores, aurocs = [], [], []
-    for v in values:
-        sets = {
-            "value": [q.question for q in load_questions(v, split="eval")[: args.questions]],
-            "unrelated": unrelated,
-        }
-        if mc:
-            sets["mc"] = mc
-        res = gate_sweep(
-            model,
-            vectors[v],
-            gates[v],
-            args.g0,
-            prompt_sets=sets,
-            p0=args.p0,
-            batch_size=args.batch_size,
-        )
-        tables.append(res.table)
-        scores.append(res.scores)
-        aurocs.append(
-            res.auroc.assign(
-                block=gates[v].block,
-                fitted_threshold=gates[v].threshold,
-                heldout_auroc=gates[v].metrics.get("heldout_auroc", float("nan")),
-            )
-        )
-    table, score_df, auroc = pd.concat(tables), pd.concat(scores), pd.concat(aurocs)
-    C.print_table(
-        table,
-        list(table.columns),
-        title=f"Gate threshold sweep (ConVA P0 {args.p0:g}; open = share of "
-        "prompts with score > g0; kl = mean KL(base || steered) at the answer start, nats):",
+def run(args: argparse.Namespace) -> int:
+    model = C.subject(args)
+    values = [canonical_value(v) for v in args.values]
+    vectors, gates = C.vector_source(args).load(model, values, gates=True)
+    report = g0_report(
+        model,
+        {v: vectors[v] for v in values},
+        gates,
+        args.g0,
+        n_questions=args.questions,
+        n_unrelated=args.unrelated,
+        n_mc=args.mc,
+        p0=args.p0,
+        batch_size=args.batch_size,
     )
-    C.print_table(
-        auroc,
-        list(auroc.columns),
-        title="Gate AUROC, value questions vs each negative set "
-        "(unrelated = the gate's training negatives; mc = unseen):",
-    )
-    print(
-        "\nJudge-free by design: this sweep measures gating and the KL cost only (no generation)."
-    )
-    fitted = {v: gates[v].threshold for v in values}
-    paths = C.write_outputs(
-        args.out,
-        NAME,
-        table,
-        lambda p: plot(table, score_df, fitted, p),
-        settings=C.run_settings(args, model),
-        extra={"gate_scores": score_df, "auroc": auroc},
-    )
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    return C.finish(args, model, report)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = C.parser(NAME, __doc__, generation=False, judge=False)
-    p.add_argument("--g0", type=float, nargs="+", default=DEFAULT_G0, help="gate thresholds")
+    p = C.parser("ablate_g0", __doc__, generation=False)
+    p.add_argument("--g0", type=float, nargs="+", default=list(G0_GRID), help="gate thresholds")
     p.add_argument(
         "--questions", type=int, default=12, help="value eval questions per value (default: 12)"
     )
@@ -140,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "--mc", type=int, default=16, help="multiple-choice prompts (default: 16; 0 = none)"
     )
     p.add_argument("--p0", type=float, default=DEFAULT_P0, help=f"default: {DEFAULT_P0}")
-    return C.main_wrapper(run, p, argv)
+    return C.run(run, p, argv)
 
 
 if __name__ == "__main__":

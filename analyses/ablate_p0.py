@@ -22,67 +22,30 @@ Usage:
 
 from __future__ import annotations
 
+import argparse
+
 import _common as C
 
-from conva_tl.analysis import sweep_p0
+from conva_tl.analysis import p0_report
+from conva_tl.analysis.steering_reports import P0_GRID
 
-NAME = "p0"
 
-
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     s = C.steering_setup(args)
-    res = sweep_p0(
-        s["model"],
-        s["contexts"],
-        s["vectors"],
-        args.p0,
-        config=s["config"],
-        gates=s["gates"],
-        mode=args.mode,
-        judge=s["judge"],
-    )
-    cols = (
-        ["value", "setting", "p0"]
-        + [c for c in C.STEERING_COLUMNS if c not in ("value", "setting")]
-        + list(C.EPS_COLUMNS)
-    )
-    C.print_table(
-        res.table,
-        cols,
-        title=f"P0 sweep ({args.mode}, {'gated' if args.gate else 'ungated'}; "
-        f"{args.questions} questions x {args.max_new_tokens} tokens per setting):",
-    )
-    print(C.EPS_NOTE)
-    C.print_judge_status(res.judged)
-    paths = C.write_outputs(
-        args.out,
-        NAME,
-        res.table,
-        lambda p: C.plot_measures(
-            res.table,
-            "p0",
-            C.steering_metrics(res.judged),
-            p,
-            title="ConVA target probability P0 (dashed: unsteered base)",
-        ),
-        settings=C.run_settings(args, s["model"]),
-        extra={"answers": res.answers},
-    )
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    return C.finish(args, s.model, p0_report(s, args.p0, mode=args.mode))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = C.parser(NAME, __doc__)
+    p = C.parser("ablate_p0", __doc__)
     p.add_argument(
         "--p0",
         type=float,
         nargs="+",
-        default=[0.6, 0.75, 0.9, 0.95, 0.99],
-        help="target probabilities (default: 0.6 0.75 0.9 0.95 0.99)",
+        default=list(P0_GRID),
+        help=f"target probabilities (default: {' '.join(f'{x:g}' for x in P0_GRID)})",
     )
     p.add_argument("--mode", choices=("per_token", "per_prompt"), default="per_token")
-    return C.main_wrapper(run, p, argv)
+    return C.run(run, p, argv)
 
 
 if __name__ == "__main__":

@@ -18,60 +18,20 @@ Usage:
 
 from __future__ import annotations
 
+import argparse
+
 import _common as C
-import pandas as pd
 
-from conva_tl.analysis import transfer_table
-
-NAME = "pooling"
-VIEWS = ("last", "mean")
+from conva_tl.analysis import pooling_report
 
 
-def run(args) -> int:
-    model = C.load_subject(args)
-    n_layers = int(model.cfg.n_layers)
-    layers = C.fit_layers(args, n_layers)
-    frames = []
-    for v in C.values_of(args):
-        cs = C.contrast_data(v, "pairs", args.pairs)
-        data = {
-            view: (C.activations_for(model, args, cs, pooling=view)[layers], cs.labels, cs.groups)
-            for view in VIEWS
-        }
-        frames.append(
-            transfer_table(
-                data, test_size=args.test_size, seed=args.seed, C=args.C, layers=layers
-            ).assign(value=v)
-        )
-    df = pd.concat(frames)[["value", "train", "test", "layer", "accuracy"]]
-    summary = C.transfer_summary(df, n_layers)
-    C.print_table(
-        summary,
-        list(summary.columns),
-        title="Pooling: held-out accuracy (probe fitted on `train` "
-        "pooling, tested on `test` pooling; best_layer = best layer of train->train):",
-    )
-    print("\nJudge-free by design: probe accuracy only.")
-    paths = C.write_outputs(
-        args.out,
-        NAME,
-        df,
-        lambda p: C.plot_transfer(
-            df,
-            p,
-            title="Pooling: last token vs mean over tokens (dashed: tested on the other pooling)",
-        ),
-        settings=C.run_settings(args, model),
-        extra={"summary": summary},
-    )
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+def run(args: argparse.Namespace) -> int:
+    return C.probe_report(args, pooling_report)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = C.parser(NAME, __doc__, generation=False, judge=False)
-    C.probe_options(p, layer_step=2)
-    return C.main_wrapper(run, p, argv)
+    p = C.parser("ablate_pooling", __doc__, generation=False, layer_step=2)
+    return C.run(run, p, argv)
 
 
 if __name__ == "__main__":

@@ -15,43 +15,23 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
+import _common as C
 
 from conva_tl.evaluation import main_evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="Other options go to `conva evaluate capability` (see `conva evaluate --help`).",
-    )
-    parser.add_argument("--values", nargs="+", default=["security", "achievement"])
-    parser.add_argument(
-        "--mc-limit", type=int, default=40, help="MC questions (default: 40 of 120)"
-    )
-    parser.add_argument(
-        "--unrelated-limit", type=int, default=40, help="unrelated prompts (default: 40)"
-    )
-    parser.add_argument(
-        "--questions", type=int, default=10, help="value questions per value (default: 10)"
-    )
-    parser.add_argument("--out", default="out/eval/capability")
-    args, rest = parser.parse_known_args(argv)
-    return main_evaluate(
-        [
-            "capability",
-            "--values",
-            *args.values,
-            "--mc-limit",
-            str(args.mc_limit),
-            "--unrelated-limit",
-            str(args.unrelated_limit),
-            "--questions",
-            str(args.questions),
-            "--out",
-            args.out,
-            *rest,
-        ]
+    return C.forward(
+        main_evaluate,
+        "capability",
+        __doc__,
+        argv,
+        out="out/eval/capability",
+        counts=[
+            ("--mc-limit", 40, "MC questions (default: 40 of 120)"),
+            ("--unrelated-limit", 40, "unrelated prompts (default: 40)"),
+            ("--questions", 10, "value questions per value (default: 10)"),
+        ],
     )
 
 

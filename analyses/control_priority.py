@@ -14,36 +14,22 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
+import _common as C
 
 from conva_tl.evaluation import main_evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="Other options go to `conva evaluate priority` (see `conva evaluate --help`).",
-    )
-    parser.add_argument("--values", nargs="+", default=["security", "achievement"])
-    parser.add_argument(
-        "--questions", type=int, default=4, help="eval questions per value (default: 4)"
-    )
-    parser.add_argument("--max-new-tokens", type=int, default=40, help="default: 40")
-    parser.add_argument("--out", default="out/eval/priority")
-    args, rest = parser.parse_known_args(argv)
-    return main_evaluate(
-        [
-            "priority",
-            "--values",
-            *args.values,
-            "--questions",
-            str(args.questions),
-            "--max-new-tokens",
-            str(args.max_new_tokens),
-            "--out",
-            args.out,
-            *rest,
-        ]
+    return C.forward(
+        main_evaluate,
+        "priority",
+        __doc__,
+        argv,
+        out="out/eval/priority",
+        counts=[
+            ("--questions", 4, "eval questions per value (default: 4)"),
+            ("--max-new-tokens", 40, "default: 40"),
+        ],
     )
 
 

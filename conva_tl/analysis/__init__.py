@@ -5,12 +5,29 @@ word analysis (Sec. 3.1, Tab. 2) and scores how much a contrast pair shares.
 :mod:`~conva_tl.analysis.logit_lens` decodes value vectors through the
 unembedding (Sec. 3.1, Tab. 3). :mod:`~conva_tl.analysis.structure` compares
 the value vectors with each other and with Schwartz's circumplex (Sec. 4.5,
-Fig. 5, Appx. F). :mod:`~conva_tl.analysis.ablations` runs the ablation sweeps
-(P0, control layers, gate threshold, training-set size, data, pooling, input
-format, control mode) with the judge-free measures of
-:mod:`~conva_tl.analysis.measures`.
+Fig. 5, Appx. F). :mod:`~conva_tl.analysis.ablations` gathers the ablation
+sweeps (P0, control layers, gate threshold, training-set size, data, pooling,
+input format, control mode; one module each for the steering, gate and probe
+sweeps) with the judge-free measures of :mod:`~conva_tl.analysis.measures`;
+:mod:`~conva_tl.analysis.steering_reports` and
+:mod:`~conva_tl.analysis.probe_reports` run them from a
+:class:`~conva_tl.analysis.ablation_setup.SteeringSetup` or a
+:class:`~conva_tl.analysis.probe_reports.ProbeSweep` into an
+:class:`~conva_tl.analysis.report.AblationReport` that ``analyses/ablate_*.py``
+prints and writes. The reports on value vectors and context words
+(:mod:`~conva_tl.analysis.vector_reports`, :mod:`~conva_tl.analysis.context_word_report`)
+draw with :mod:`conva_tl.plotting`, which imports this package; import them from
+their modules.
 """
 
+from conva_tl.analysis.ablation_setup import (
+    SteeringSetup,
+    VectorSource,
+    load_subject,
+    make_judge,
+    set_threads,
+    steering_setup,
+)
 from conva_tl.analysis.ablations import (
     GateSweep,
     SweepContext,
@@ -23,14 +40,19 @@ from conva_tl.analysis.ablations import (
     layer_settings,
     measure_method,
     prepare_context,
+    probe_layers,
     run_settings,
     sample_unrelated,
     sweep_control_mode,
+    sweep_data,
     sweep_layers,
     sweep_p0,
+    train_size_summary,
     train_size_sweep,
+    transfer_summary,
     transfer_table,
 )
+from conva_tl.analysis.activation_cache import ProbeData, cached_activations, limit_contrast_set
 from conva_tl.analysis.context_words import (
     KINDS,
     STOPWORDS,
@@ -63,6 +85,22 @@ from conva_tl.analysis.measures import (
     eps_summary,
     kl_to_base,
     pooled_perplexity,
+)
+from conva_tl.analysis.probe_reports import (
+    ProbeSweep,
+    View,
+    calibration_report,
+    input_format_report,
+    pooling_report,
+    train_size_report,
+)
+from conva_tl.analysis.report import AblationReport
+from conva_tl.analysis.steering_reports import (
+    control_mode_report,
+    data_report,
+    g0_report,
+    layers_report,
+    p0_report,
 )
 from conva_tl.analysis.structure import (
     GROWTH_VALUES,
@@ -121,6 +159,31 @@ __all__ = [
     "sweep_p0",
     "train_size_sweep",
     "transfer_table",
+    "probe_layers",
+    "sweep_data",
+    "train_size_summary",
+    "transfer_summary",
+    "SteeringSetup",
+    "VectorSource",
+    "load_subject",
+    "make_judge",
+    "set_threads",
+    "steering_setup",
+    "ProbeData",
+    "cached_activations",
+    "limit_contrast_set",
+    "ProbeSweep",
+    "View",
+    "AblationReport",
+    "calibration_report",
+    "input_format_report",
+    "pooling_report",
+    "train_size_report",
+    "control_mode_report",
+    "data_report",
+    "g0_report",
+    "layers_report",
+    "p0_report",
     "answer_nll",
     "answer_probe_readings",
     "distinct_n",

@@ -24,7 +24,7 @@ Added here, because the harness does not have them:
 * :func:`eps_summary`: the size of the control actually applied, from the
   per-token trace of ``generate(..., trace=True)``.
 
-:mod:`conva_tl.analysis.ablations` computes all of them per setting.
+:func:`conva_tl.analysis.sweep_context.measure_method` computes all of them per setting.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every ``analyses/ablate_*.py`` script end to end on the embedded model, smallest settings.
 
 The scripts run in-process (``main(argv)``) on the fast path of the embedded
-model, which ``analyses/_common.py`` loads once per process. Artifacts are
+model, loaded once for the module: ``analyses/_common.subject`` returns it. Artifacts are
 small but real: probes for one value from 12 pairs (6 per label for the
 straightforward data) on four layers, three of them controlled, and a gate
 from 10 + 20 prompts, all in a temporary ``--vectors`` folder that the scripts
@@ -33,7 +33,8 @@ STEER = ["--questions", "2", "--max-new-tokens", "8", "--unrelated", "2", "--bat
 
 
 def load_script(name: str):
-    sys.path.insert(0, str(ROOT / "analyses"))  # the scripts import their shared `_common`
+    if str(ROOT / "analyses") not in sys.path:
+        sys.path.insert(0, str(ROOT / "analyses"))  # the scripts import their shared `_common`
     spec = importlib.util.spec_from_file_location(
         f"analyses_ablate_{name}", ROOT / "analyses" / f"ablate_{name}.py"
     )
@@ -44,16 +45,21 @@ def load_script(name: str):
 
 @pytest.fixture(scope="module")
 def fast():
-    load_script("p0")
-    import _common
     import torch
 
-    class Args:
-        model, backend, device, threads = None, "fast", "cpu", None
+    from conva_tl.analysis import load_subject
 
     threads = torch.get_num_threads()  # the scripts may lower it on a busy CPU
-    yield _common.load_subject(Args)
+    yield load_subject(backend="fast", device="cpu")
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def scripts_use_fast(fast, monkeypatch):
+    load_script("p0")  # puts analyses/ on sys.path
+    import _common
+
+    monkeypatch.setattr(_common, "subject", lambda args: fast)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """The analysis scripts analyses/logit_lens.py and analyses/value_structure.py, end to end.
 
 On the embedded model with three values fitted on 20 pairs each (so the
-activation pass takes seconds); the scripts' own model loading is replaced by
-the session's model. A last test runs both scripts on a tiny model saved to a
+activation pass takes seconds); the scripts' model loading
+(``analyses/_common.subject``) is replaced by the session's model. A last test runs both scripts on a tiny model saved to a
 folder with no vectors yet, which exercises fitting and then reuse.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,8 @@ VALUES3 = ["self-direction", "achievement", "security"]
 
 
 def load_script(name):
+    if str(ROOT / "analyses") not in sys.path:
+        sys.path.insert(0, str(ROOT / "analyses"))  # the scripts import their shared `_common`
     spec = importlib.util.spec_from_file_location(
         f"analyses_{name}", ROOT / "analyses" / f"{name}.py"
     )
@@ -42,7 +45,9 @@ def vectors_dir(embedded, tmp_path_factory):
 
 def run(name, argv, model, monkeypatch):
     module = load_script(name)
-    monkeypatch.setattr(module, "load_model", lambda name=None, device=None: model)
+    import _common
+
+    monkeypatch.setattr(_common, "subject", lambda args: model)
     return module.main([str(a) for a in argv])
 
 

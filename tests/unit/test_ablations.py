@@ -26,6 +26,7 @@ from conva_tl.analysis import (
     prepare_context,
     sample_unrelated,
     sweep_control_mode,
+    sweep_data,
     sweep_layers,
     sweep_p0,
     train_size_sweep,
@@ -152,7 +153,7 @@ def test_sample_unrelated_cycles_through_categories():
 
 
 def test_measure_method_base_has_zero_kl_and_sane_measures(tiny, context, monkeypatch):
-    import conva_tl.analysis.ablations as ab
+    import conva_tl.analysis.sweep_context as ab
 
     # the random tiny model stops at once; give it answers to measure
     scripted = ["I locked the door so my family could sleep safely. And then", "Hi hi hi hi hi hi"]
@@ -215,14 +216,14 @@ def test_layer_settings_nest_and_respect_the_exclusion(tiny):
 
 
 def test_sweep_layers_measures_identical_layer_sets_once(tiny, monkeypatch):
-    import conva_tl.analysis.ablations as ab
+    import conva_tl.analysis.sweep_context as sc
 
     vv = make_vectors(tiny, accuracy=[0.97, 0.97, 0.5, 0.95])
     ctx = prepare_context(tiny, vv, n_questions=2, n_unrelated=3)
     calls = []
-    real = ab.measure_method
+    real = sc.measure_method
     monkeypatch.setattr(
-        ab, "measure_method", lambda *a, **k: calls.append(k["setting"]) or real(*a, **k)
+        sc, "measure_method", lambda *a, **k: calls.append(k["setting"]) or real(*a, **k)
     )
     res = sweep_layers(
         tiny, {VALUE: ctx}, {VALUE: vv}, config=CFG, thresholds=(0.8, 0.95), exclude_last=2
@@ -243,6 +244,31 @@ def test_sweep_control_mode_reports_eps(tiny, vectors, context):
     for col in ("eps_abs", "eps_abs_prompt", "eps_abs_generated", "moved"):
         assert (t[col] >= 0).all()
     assert (t["moved"] > 0).all()
+
+
+def test_sweep_data_settings_and_where_the_gate_may_read(tiny, vectors, context, monkeypatch):
+    import conva_tl.analysis.steering_sweeps as ss
+
+    captured = {}
+
+    def fake_run_settings(model, contexts, methods, **kw):
+        captured.update(methods=methods, columns=kw["columns"])
+        return ss.SweepResult(pd.DataFrame(), pd.DataFrame())
+
+    monkeypatch.setattr(ss, "run_settings", fake_run_settings)
+    sf = make_vectors(tiny, seed=1, layers=(0, 1, 2))
+    gate = ActivationGate(VALUE, 1, torch.randn(tiny.cfg.d_model), 0.0)
+    sweep_data(
+        tiny, {VALUE: context}, {VALUE: vectors}, {VALUE: sf}, config=CFG, gates={VALUE: gate}
+    )
+    methods, cols = captured["methods"][VALUE], captured["columns"][VALUE]
+    assert list(methods) == ["base", "pairs", "straightforward"]
+    assert methods["pairs"].gate is gate  # block 1 reads before the first control layer (1)
+    assert methods["straightforward"].gate is None  # it would read layer 0's steered output
+    assert methods["pairs"].name == "conva-pairs" and methods["straightforward"].name == "conva-sf"
+    assert [cols[k]["n_layers"] for k in ("base", "pairs", "straightforward")] == [0, 2, 3]
+    with pytest.raises(ConvaError, match="no value vectors"):
+        sweep_data(tiny, {VALUE: context}, {VALUE: vectors}, {}, config=CFG)
 
 
 def test_judge_labels_fill_csr_and_fr(tiny, vectors, context):

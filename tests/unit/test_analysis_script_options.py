@@ -1,0 +1,106 @@
+"""The ``analyses/`` scripts share one parser: the same options have the same defaults everywhere."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from conva_tl.probes import DEFAULT_C, LayerRule
+
+ROOT = Path(__file__).resolve().parents[2]
+ABLATIONS = sorted(p.stem for p in (ROOT / "analyses").glob("ablate_*.py"))
+STEERING = ["ablate_p0", "ablate_layers", "ablate_control_mode", "ablate_data"]
+PROBES = ["ablate_pooling", "ablate_input_format", "ablate_train_size", "ablate_calibration"]
+OTHERS = ["logit_lens", "value_structure", "context_words"]
+
+
+def load(name):
+    if str(ROOT / "analyses") not in sys.path:
+        sys.path.insert(0, str(ROOT / "analyses"))
+    spec = importlib.util.spec_from_file_location(
+        f"options_{name}", ROOT / "analyses" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def defaults(monkeypatch):
+    """The parsed defaults of a script: its parser is captured instead of run."""
+    load("ablate_p0")
+    import _common
+
+    monkeypatch.setattr(_common, "run", lambda fn, p, argv: p)
+    return lambda name: load(name).main([]).parse_args([])
+
+
+@pytest.mark.parametrize("name", ABLATIONS + OTHERS)
+def test_shared_options_have_one_default(defaults, name):
+    args = defaults(name)
+    assert args.out == (
+        Path("out/ablations") / name.removeprefix("ablate_")
+        if name.startswith("ablate_")
+        else Path("out") / name
+    )
+    assert args.verbose is False
+    if name != "context_words":
+        assert args.model is None and args.device is None and args.threads is None
+        assert args.vectors == Path("out/vectors")
+    if name.startswith("ablate_"):
+        assert args.values == ["tradition", "stimulation"]
+        assert args.backend == "fast" and args.batch_size == 8 and args.trust_vectors is False
+    else:
+        assert args.values is None  # all ten
+
+
+@pytest.mark.parametrize("name", STEERING)
+def test_steering_scripts_share_generation_and_judge_options(defaults, name):
+    args = defaults(name)
+    assert (args.questions, args.max_new_tokens, args.unrelated, args.gate) == (4, 32, 16, False)
+    assert args.model_judge is None and args.base_url is None and args.api_key_env is None
+
+
+@pytest.mark.parametrize("name", [*PROBES, "ablate_data"])
+def test_probe_scripts_share_probe_options(defaults, name):
+    args = defaults(name)
+    assert (args.test_size, args.seed, args.C, args.pairs, args.layers) == (
+        0.2,
+        0,
+        DEFAULT_C,
+        None,
+        None,
+    )
+    assert args.cache == Path("out/ablations/_activations")
+
+
+def test_layer_ablation_defaults_are_the_layer_rule(defaults):
+    args = defaults("ablate_layers")
+    assert (args.threshold, args.exclude_last) == (LayerRule.threshold, LayerRule.exclude_last)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "evaluate_main",
+            ["comparison", "--values", "security", "achievement", "--questions", "4"],
+        ),
+        (
+            "control_priority",
+            ["priority", "--values", "security", "achievement", "--questions", "4"],
+        ),
+        ("capability", ["capability", "--values", "security", "achievement", "--mc-limit", "40"]),
+    ],
+)
+def test_evaluate_wrappers_forward_their_defaults_and_the_rest(monkeypatch, name, expected):
+    module = load(name)
+    calls = []
+    monkeypatch.setattr(module, "main_evaluate", lambda argv: calls.append(argv) or 0)
+    assert module.main(["--p0", "0.95"]) == 0
+    argv = calls[0]
+    assert argv[: len(expected)] == expected and argv[-2:] == ["--p0", "0.95"]
+    assert argv[argv.index("--out") + 1] == f"out/eval/{expected[0]}"
