@@ -37,7 +37,7 @@ from conva_tl.gate import ActivationGate, fit_gates
 from conva_tl.identify import custom_sets, identify, value_names
 from conva_tl.methods import CAA, DEFAULT_CAA_COEF, DEFAULT_P0, ICA, Base, ConVA
 from conva_tl.model import model_info
-from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, ValueVectors
+from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, ValueVectors, layer_ranges
 from conva_tl.values import VALUES, canonical_value
 
 __all__ = [
@@ -415,7 +415,7 @@ def summary_table(
                 "best_layer": vv.best_layer,
                 "best_accuracy": round(float(vv.accuracy.max()), 3),
                 "n_control": len(vv.control_layers),
-                "control_layers": _ranges(vv.control_layers),
+                "control_layers": layer_ranges(vv.control_layers),
                 "gate_kind": g.kind if g else None,
                 "gate_block": g.block if g else None,
                 "gate_auroc": round(g.metrics.get("heldout_auroc", float("nan")), 3) if g else None,
@@ -425,20 +425,6 @@ def summary_table(
             }
         )
     return pd.DataFrame(rows).set_index("value")
-
-
-def _ranges(layers: Sequence[int]) -> str:
-    if not layers:
-        return "-"
-    parts, start, prev = [], layers[0], layers[0]
-    for x in list(layers[1:]) + [None]:
-        if x is not None and x == prev + 1:
-            prev = x
-            continue
-        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if x is not None:
-            start = prev = x
-    return ",".join(parts)
 
 
 def make_method(

@@ -40,6 +40,8 @@ __all__ = [
     "LayerRule",
     "ValueVectors",
     "fit_probes",
+    "grouped_split",
+    "layer_ranges",
 ]
 
 logger = logging.getLogger(__name__)
@@ -444,6 +446,37 @@ def fit_probes(
     return ValueVectors(value, w, b, acc, train_acc, control, mean_diff, meta)
 
 
+def grouped_split(
+    groups: Sequence[int] | np.ndarray, *, test_size: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` row indices with every group (pair) wholly on one side.
+
+    The one held-out split of the package: :func:`fit_probes` and the ablation
+    sweeps both use it, so a pair's two sentences never straddle train and test.
+    """
+    if isinstance(test_size, bool) or not 0.0 < float(test_size) < 1.0:
+        raise ConvaError(f"test_size must be in (0, 1), got {test_size!r}")
+    g = np.asarray(groups)
+    splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+    train, test = next(splitter.split(np.zeros(len(g)), groups=g))
+    return train, test
+
+
+def layer_ranges(layers: Sequence[int]) -> str:
+    """``(3, 4, 5, 9)`` -> ``"3-5,9"``; ``"-"`` when empty."""
+    if not layers:
+        return "-"
+    parts, start, prev = [], layers[0], layers[0]
+    for x in [*layers[1:], None]:
+        if x is not None and x == prev + 1:
+            prev = x
+            continue
+        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if x is not None:
+            start = prev = x
+    return ",".join(parts)
+
+
 def _splits(
     value: str,
     y: np.ndarray,
@@ -482,8 +515,7 @@ def _splits(
                 f"test_size={test_size} ({n_groups - n_test} to train on, {n_test} to test); "
                 f"give at least {MIN_HELDOUT_GROUPS} pairs"
             )
-        splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
-        splits = list(splitter.split(np.zeros(len(y)), y, g))
+        splits = [grouped_split(g, test_size=test_size, seed=seed)]
     if n_test < MIN_HELDOUT_GROUPS:
         warnings.warn(
             f"{value}: held-out accuracy rests on only {n_test} groups (pairs) of {n_groups}; "

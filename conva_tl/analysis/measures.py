@@ -7,17 +7,13 @@ there, not rewritten:
   KL(base || steered): :func:`conva_tl.evaluation.capability.answer_start_logprobs`
   and :func:`~conva_tl.evaluation.capability.next_token_kl`, combined here by
   :func:`kl_to_base`;
-* answer length and distinct-word ratio: :func:`conva_tl.evaluation.scoring.answer_stats`.
+* answer length and distinct-word ratio (distinct-1, column ``distinct``),
+  the distinct-n-gram ratio (:func:`distinct_n`; the sweeps report distinct-2 as
+  ``distinct2``) and the probe's logit of each answer (:func:`answer_probe_readings`):
+  all from :mod:`conva_tl.evaluation.scoring`, the one place answers are measured.
 
 Added here, because the harness does not have them:
 
-* :func:`answer_probe_readings`: the probe's logit (and so P_V) of each answer,
-  re-encoded as raw text at the value's best layer. The harness has the same
-  reading for its answer records (:func:`conva_tl.evaluation.scoring.probe_readings`),
-  whose return value changed from P_V to the logit while this module was
-  written; this one takes plain answers and names its output (the logit) for good;
-* :func:`distinct_n`: distinct-n-gram ratio of an answer (distinct-2 is the
-  usual repetition measure of open generation);
 * :func:`answer_nll` / :func:`pooled_perplexity`: the perplexity of an answer
   under the *unsteered* model, given its chat prompt: a fluency proxy (a
   steered model that drifts into text the base model finds unlikely scores high);
@@ -30,21 +26,17 @@ Added here, because the harness does not have them:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from conva_tl.activations import cache_resid_post
 from conva_tl.errors import ConvaError
 from conva_tl.evaluation.capability import answer_start_logprobs, next_token_kl
-from conva_tl.evaluation.scoring import answer_stats
-from conva_tl.probes import ValueVectors
+from conva_tl.evaluation.scoring import answer_probe_readings, answer_stats, distinct_n
 from conva_tl.prompts import format_chat
 
 __all__ = [
@@ -56,43 +48,6 @@ __all__ = [
     "pooled_perplexity",
     "eps_summary",
 ]
-
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-
-
-def answer_probe_readings(
-    model: Any,
-    vectors: ValueVectors,
-    answers: Sequence[str],
-    *,
-    layer: int | None = None,
-    batch_size: int = 16,
-) -> np.ndarray:
-    """The probe logit w.e + b of each answer (NaN for an empty answer); P_V is its sigmoid.
-
-    Each answer is re-encoded as raw text and read at ``layer`` (default: the
-    vectors' best layer), pooled as the probe was fitted. Higher means the
-    probe reads the answer as more value-aligned. The logit is returned
-    because probes on a small model saturate: P_V of most answers can read
-    0.9999 while the logit still orders them. Read every setting of an
-    ablation with the *same* vectors, so the readings compare.
-    """
-    out = np.full(len(answers), np.nan)
-    idx = [i for i, a in enumerate(answers) if a.strip()]
-    if not idx:
-        return out
-    layer = vectors.best_layer if layer is None else layer
-    acts = cache_resid_post(
-        model,
-        [answers[i] for i in idx],
-        layers=[layer],
-        input_format="raw",
-        batch_size=batch_size,
-        pooling=str(vectors.metadata.get("pooling", "last")),
-    )
-    logits = acts[0].float() @ vectors.w[layer].float() + vectors.b[layer].float()
-    out[idx] = logits.numpy()
-    return out
 
 
 def kl_to_base(
@@ -121,23 +76,6 @@ def kl_to_base(
         base, _ = answer_start_logprobs(model, prompts, None, batch_size=batch_size)
     steered, gate = answer_start_logprobs(model, prompts, method, batch_size=batch_size)
     return next_token_kl(base, steered), gate
-
-
-def distinct_n(text: str, n: int = 2) -> float:
-    """Unique word n-grams / all word n-grams of a text (lower-cased words).
-
-    1.0 means no n-gram repeats; a looping answer tends to 0. NaN when the text
-    has fewer than ``n`` words.
-
-    Example:
-        >>> distinct_n("the cat saw the cat saw the dog")
-        0.5714285714285714
-    """
-    if n < 1:
-        raise ConvaError(f"n must be >= 1, got {n}")
-    words = _WORD.findall(text.lower())
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else float("nan")
 
 
 @torch.inference_mode()

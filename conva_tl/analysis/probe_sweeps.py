@@ -23,11 +23,10 @@ import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float
-from sklearn.model_selection import GroupShuffleSplit
 from torch import Tensor
 
 from conva_tl.errors import ConvaError
-from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, LinearProbe
+from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, LinearProbe, grouped_split
 
 __all__ = [
     "heldout_split",
@@ -44,13 +43,8 @@ __all__ = [
 def heldout_split(
     groups: Sequence[int] | np.ndarray, *, test_size: float = 0.2, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, test)`` indices: the grouped split of :func:`conva_tl.probes.fit_probes`."""
-    if not 0.0 < test_size < 1.0:
-        raise ConvaError(f"test_size must be in (0, 1), got {test_size}")
-    g = np.asarray(groups)
-    splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
-    train, test = next(splitter.split(np.zeros(len(g)), groups=g))
-    return train, test
+    """``(train, test)`` indices: :func:`conva_tl.probes.grouped_split`, as :func:`fit_probes` splits."""
+    return grouped_split(groups, test_size=test_size, seed=seed)
 
 
 def fit_layer_probes(

@@ -17,7 +17,7 @@ from conva_tl.analysis.sweep_context import SweepContext, SweepResult, run_setti
 from conva_tl.errors import ConvaError
 from conva_tl.generate import GenerationConfig
 from conva_tl.methods import Base, ConVA
-from conva_tl.probes import LayerRule, ValueVectors
+from conva_tl.probes import LayerRule, ValueVectors, layer_ranges
 
 __all__ = [
     "sweep_p0",
@@ -72,21 +72,6 @@ def sweep_p0(
     return run_settings(
         model, contexts, methods, config=config, judge=judge, columns=cols, trace=trace
     )
-
-
-def layer_ranges(layers: Sequence[int]) -> str:
-    """``(3, 4, 5, 9)`` -> ``"3-5,9"``; ``"-"`` when empty."""
-    if not layers:
-        return "-"
-    parts, start, prev = [], layers[0], layers[0]
-    for x in [*layers[1:], None]:
-        if x is not None and x == prev + 1:
-            prev = x
-            continue
-        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if x is not None:
-            start = prev = x
-    return ",".join(parts)
 
 
 #: The thresholds of the layer ablation; the default rule's threshold is always added.

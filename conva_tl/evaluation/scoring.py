@@ -13,8 +13,8 @@ turns those into one row per value x method (``results.csv``).
   (``p_v``: the answer re-encoded as raw text, the residual stream at the
   value's best layer pooled as the probe was fitted, then P_V = sigmoid(w.e + b)
   as in :meth:`conva_tl.probes.ValueVectors.predict_proba`; the logit w.e + b is
-  reported too, since P_V saturates for unregularised probes), its length in
-  words, and the distinct-word ratio (unique / total lower-case words), a
+  reported too, since P_V saturates near 0 and 1), its length in words, and the
+  distinct-word ratio (distinct-1: unique / total lower-case words), a
   repetition proxy for fluency. These need no API and are comparable across
   methods because every method is read with the same (pairs) probe.
 """
@@ -30,11 +30,14 @@ import numpy as np
 import pandas as pd
 
 from conva_tl.activations import cache_resid_post
+from conva_tl.errors import ConvaError
 from conva_tl.judge import JudgeItem
 from conva_tl.probes import ValueVectors
 
 __all__ = [
     "answer_stats",
+    "distinct_n",
+    "answer_probe_readings",
     "probe_readings",
     "judge_labels",
     "score_answers",
@@ -50,10 +53,60 @@ JUDGE_COLUMNS = ("csr", "fr", "csr_unparsed", "fr_unparsed")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
-def answer_stats(text: str) -> tuple[int, float]:
-    """``(number of words, distinct-word ratio)``; the ratio is NaN for an empty answer."""
+def distinct_n(text: str, n: int = 2) -> float:
+    """Unique word n-grams / all word n-grams of a text (lower-cased words).
+
+    1.0 means no n-gram repeats; a looping answer tends to 0. NaN when the text
+    has fewer than ``n`` words.
+
+    Example:
+        >>> distinct_n("the cat saw the cat saw the dog")
+        0.5714285714285714
+    """
+    if n < 1:
+        raise ConvaError(f"n must be >= 1, got {n}")
     words = _WORD.findall(text.lower())
-    return len(words), (len(set(words)) / len(words) if words else float("nan"))
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else float("nan")
+
+
+def answer_stats(text: str) -> tuple[int, float]:
+    """``(number of words, distinct-word ratio)``; the ratio (distinct-1) is NaN for an empty answer."""
+    return len(_WORD.findall(text.lower())), distinct_n(text, 1)
+
+
+def answer_probe_readings(
+    model: Any,
+    vectors: ValueVectors,
+    answers: Sequence[str],
+    *,
+    layer: int | None = None,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """The probe logit w.e + b of each answer (NaN for an empty answer); P_V is its sigmoid.
+
+    Each answer is re-encoded as raw text and read at ``layer`` (default: the
+    vectors' best layer), pooled as the probe was fitted. The logit is returned
+    because the sigmoid flattens near 0 and 1: answers that all read P_V ~ 1 can
+    still differ in their logit. Read every method with the *same* vectors, so
+    the readings compare; a probe that steered the answers reads them as aligned
+    whatever a judge says (see :mod:`conva_tl.evaluation.proxy`).
+    """
+    out = np.full(len(answers), np.nan)
+    idx = [i for i, a in enumerate(answers) if a.strip()]
+    if not idx:
+        return out
+    layer = vectors.best_layer if layer is None else layer
+    acts = cache_resid_post(
+        model,
+        [answers[i] for i in idx],
+        layers=[layer],
+        input_format="raw",
+        batch_size=batch_size,
+        pooling=str(vectors.metadata.get("pooling", "last")),
+    )
+    out[idx] = (acts[0].float() @ vectors.w[layer].float() + vectors.b[layer].float()).numpy()
+    return out
 
 
 def probe_readings(
@@ -63,28 +116,18 @@ def probe_readings(
     *,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """Probe logit w.e + b of each answer at its value's best layer (NaN: empty answer or no vectors).
+    """:func:`answer_probe_readings` of answer records, each by its own value's vectors.
 
-    P_V is its sigmoid. The logit is kept because the sigmoid flattens near 0
-    and 1: answers that all read P_V ~ 1 can still differ in their logit.
+    NaN for an empty answer or a value without vectors.
     """
     out = np.full(len(records), np.nan)
     by_value: dict[str, list[int]] = {}
     for i, r in enumerate(records):
-        if r["value"] in vectors and r["answer"].strip():
+        if r["value"] in vectors:
             by_value.setdefault(r["value"], []).append(i)
     for value, idx in by_value.items():
-        vv = vectors[value]
-        layer = vv.best_layer
-        acts = cache_resid_post(
-            model,
-            [records[i]["answer"] for i in idx],
-            layers=[layer],
-            pooling=str(vv.metadata.get("pooling", "last")),
-            input_format="raw",
-            batch_size=batch_size,
-        )
-        out[idx] = (acts[0] @ vv.w[layer].float() + vv.b[layer].float()).numpy()
+        answers = [records[i]["answer"] for i in idx]
+        out[idx] = answer_probe_readings(model, vectors[value], answers, batch_size=batch_size)
     return out
 
 

@@ -148,3 +148,18 @@ def test_mismatched_model_is_rejected(tmp_path, tiny):
     other = tiny_bridge(n_layers=3, d_model=48)
     with pytest.raises(ArtifactError, match="do not match this model"):
         load_vectors(tmp_path, model=other)
+
+
+def test_grouped_split_is_the_one_split_of_fit_and_sweeps():
+    import numpy as np
+
+    from conva_tl.analysis.probe_sweeps import heldout_split
+    from conva_tl.probes import grouped_split, layer_ranges
+
+    groups = np.repeat(np.arange(25), 2)
+    train, test = grouped_split(groups, test_size=0.2, seed=3)
+    assert not set(groups[train]) & set(groups[test]) and len(set(groups[test])) == 5
+    assert sorted([*train, *test]) == list(range(50))
+    same = heldout_split(groups, test_size=0.2, seed=3)
+    assert (same[0] == train).all() and (same[1] == test).all()
+    assert layer_ranges((3, 4, 5, 9)) == "3-5,9" and layer_ranges(()) == "-"
