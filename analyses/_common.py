@@ -13,11 +13,14 @@ and :func:`finish` / :func:`show` print and write a report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from conva_tl.analysis import (
     AblationReport,
@@ -33,6 +36,7 @@ from conva_tl.analysis import (
 )
 from conva_tl.analysis.report import run_record
 from conva_tl.errors import ConvaError
+from conva_tl.evaluation.annotation import judged_by_text
 from conva_tl.generate import GenerationConfig
 from conva_tl.pipeline import load_or_fit
 from conva_tl.probes import DEFAULT_C, ValueVectors
@@ -187,6 +191,15 @@ def _judge_options(p: argparse.ArgumentParser) -> None:
         metavar="VAR",
         help="variable holding the key (default: OPENAI_API_KEY)",
     )
+    j.add_argument(
+        "--labels",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="CSV",
+        help="labels.csv files of judged rounds (analyses/control_quality.py join): answers "
+        "whose exact text was judged get judged CSR/FR in judged.csv",
+    )
 
 
 def _probe_options(p: argparse.ArgumentParser, layer_step: int) -> None:
@@ -291,8 +304,24 @@ def probe_sweep(args: argparse.Namespace, model: Any) -> ProbeSweep:
     )
 
 
+def with_judged(report: AblationReport, label_files: list[Path]) -> AblationReport:
+    """Add ``judged.csv``: judged CSR/FR of the report's answers already labelled blind."""
+    answers = report.extra.get("answers")
+    if not label_files or answers is None or answers.empty:
+        return report
+    labels = pd.concat([pd.read_csv(f) for f in label_files], ignore_index=True)
+    judged = judged_by_text(answers, labels)
+    text = (
+        f"{report.text}\n\nJudged (blind labels of identical answers in "
+        f"{len(label_files)} file(s); n_judged of n_answers matched):\n"
+        + judged.round(3).to_string(index=False)
+    )
+    return dataclasses.replace(report, text=text, extra={**report.extra, "judged": judged})
+
+
 def finish(args: argparse.Namespace, model: Any, report: AblationReport) -> int:
     """Print the report, write it to ``--out`` with ``run.json``, print the paths."""
+    report = with_judged(report, list(getattr(args, "labels", [])))
     print(report.text)
     paths = report.write(args.out, run_record(vars(args), model))
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -33,10 +33,11 @@ from conva_tl.analysis.measures import (
     kl_to_base,
     pooled_perplexity,
 )
-from conva_tl.datasets import load_questions, load_unrelated
+from conva_tl.datasets import load_unrelated
 from conva_tl.errors import ConvaError
 from conva_tl.evaluation.answers import trim_answer
 from conva_tl.evaluation.capability import answer_start_logprobs
+from conva_tl.evaluation.devloop import spread_questions
 from conva_tl.evaluation.scoring import judge_labels
 from conva_tl.generate import GenerationConfig, generate
 from conva_tl.methods import ConVA
@@ -99,13 +100,15 @@ def prepare_context(
     n_unrelated: int = 16,
     batch_size: int = 8,
 ) -> SweepContext:
-    """Pick the value's first ``n_questions`` eval questions and compute the base log-probs."""
+    """Pick ``n_questions`` eval questions spread over the value's scenario types, as the
+    judged loop does (:func:`~conva_tl.evaluation.devloop.spread_questions`; 4 and 6 are
+    subsets of its 12), and compute the base log-probs."""
     value = canonical_value(reference.value)
     if n_questions < 1 or n_unrelated < 1:
         raise ConvaError(
             f"need at least one question and one unrelated prompt, got {n_questions}, {n_unrelated}"
         )
-    qs = load_questions(value, split="eval")[:n_questions]
+    qs = spread_questions(value, n_questions)
     unrelated = sample_unrelated(n_unrelated)
     base_u, _ = answer_start_logprobs(model, unrelated, None, batch_size=batch_size)
     base_q, _ = answer_start_logprobs(model, [q.question for q in qs], None, batch_size=batch_size)

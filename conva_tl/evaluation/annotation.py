@@ -46,6 +46,7 @@ __all__ = [
     "cohen_kappa",
     "agreement",
     "label_table",
+    "judged_by_text",
 ]
 
 #: What an annotator reads: the paper's two judge prompts (Appx. D, Tab. 11 and
@@ -222,3 +223,44 @@ def label_table(frame: pd.DataFrame, *, methods: Sequence[str] | None = None) ->
         order = {m: i for i, m in enumerate(methods)}
         table = table.sort_index(key=lambda ix: ix.map(order) if ix.name == "method" else ix)
     return table
+
+
+def judged_by_text(
+    answers: pd.DataFrame, labels: pd.DataFrame, *, by: Sequence[str] = ("value", "setting")
+) -> pd.DataFrame:
+    """Judged CSR/FR of any answers that were labelled before, matched by their exact text.
+
+    Greedy answers are reproducible, so a sweep that regenerates an answer already
+    labelled blind (``labels.csv`` of ``analyses/control_quality.py join``) can report
+    its judged rate without a new round. Matching is on ``(value, question, answer)``.
+
+    Args:
+        answers: one row per answer with ``value``, ``question``, ``answer`` and ``by``.
+        labels: rows with ``value``, ``question``, ``answer``, ``csr_1``, ``csr_2``,
+            ``fr_1``, ``fr_2`` (several rounds may be concatenated; repeated
+            labellings of one text are averaged).
+
+    Returns:
+        One row per ``by`` group: ``n_answers``, ``n_judged`` and the mean judged
+        ``csr_judged`` / ``fr_judged`` over the matched answers (NaN if none).
+    """
+    need = {"value", "question", "answer", "csr_1", "csr_2", "fr_1", "fr_2"}
+    missing = need - set(labels.columns)
+    if missing:
+        raise DataError(
+            f"labels lack {', '.join(sorted(missing))}: give a labels.csv written by "
+            "analyses/control_quality.py join"
+        )
+    lab = labels.assign(
+        csr_judged=(labels["csr_1"].astype(float) + labels["csr_2"].astype(float)) / 2,
+        fr_judged=(labels["fr_1"].astype(float) + labels["fr_2"].astype(float)) / 2,
+    )
+    keys = ["value", "question", "answer"]
+    lab = lab.groupby(keys, as_index=False)[["csr_judged", "fr_judged"]].mean()
+    merged = answers.merge(lab, on=keys, how="left")
+    grouped = merged.groupby(list(by), sort=False)
+    out = grouped.size().rename("n_answers").to_frame()
+    out["n_judged"] = grouped["csr_judged"].count()
+    out["csr_judged"] = grouped["csr_judged"].mean()
+    out["fr_judged"] = grouped["fr_judged"].mean()
+    return out.reset_index()

@@ -147,3 +147,36 @@ def test_variant_spec_parses_and_rejects_unknown_options() -> None:
     assert Variant.parse("c=out/v,method=caa,coef=2").coef == 2.0
     with pytest.raises(Exception, match="unknown option"):
         Variant.parse("x=out/v,strength=3")
+
+
+def test_judged_by_text_reuses_blind_labels_of_identical_answers():
+    import pandas as pd
+
+    from conva_tl.evaluation.annotation import judged_by_text
+
+    labels = pd.DataFrame(
+        {
+            "value": ["power", "power", "power"],
+            "question": ["q1", "q2", "q2"],
+            "answer": ["a1", "a2", "a2"],  # a2 labelled in two rounds: averaged
+            "csr_1": [True, True, False],
+            "csr_2": [True, False, False],
+            "fr_1": [True, True, True],
+            "fr_2": [True, True, False],
+        }
+    )
+    answers = pd.DataFrame(
+        {
+            "value": ["power"] * 4,
+            "setting": ["base", "base", "conva", "conva"],
+            "question": ["q1", "q2", "q1", "q2"],
+            "answer": ["a1", "a2", "other", "a2 "],  # a different text is not matched
+        }
+    )
+    out = judged_by_text(answers, labels).set_index("setting")
+    assert out.loc["base", "n_judged"] == 2 and out.loc["conva", "n_judged"] == 0
+    assert out.loc["base", "csr_judged"] == pytest.approx((1.0 + 0.25) / 2)
+    assert out.loc["base", "fr_judged"] == pytest.approx((1.0 + 0.75) / 2)
+    assert out.loc["conva", "n_answers"] == 2
+    with pytest.raises(DataError, match="control_quality.py join"):
+        judged_by_text(answers, labels.drop(columns=["fr_2"]))
