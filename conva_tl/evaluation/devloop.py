@@ -3,7 +3,7 @@
 * :func:`spread_questions` - N eval questions of a value spread over its
   scenario types (the first N would all share one or two types).
 * :class:`Variant` - a candidate method under test, parsed from
-  ``NAME=DIR[,method=conva|caa][,p0=X][,coef=Y][,gate=on|off][,layers=A-B][,from=L]``
+  ``NAME=DIR[,method=conva|caa][,p0=X][,p0@VALUE=X][,coef=Y][,gate=on|off][,layers=A-B][,from=L]``
   (``from=L``/``max=K``: re-select the layers with the paper's rule from layer L
   on, keeping at most the K most accurate).
 * :func:`answer_jobs` - the ``(value, method, questions)`` jobs that
@@ -22,6 +22,7 @@ from conva_tl.errors import ConvaError
 from conva_tl.methods import CAA, ConVA
 from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0, make_method
 from conva_tl.probes import LayerRule
+from conva_tl.values import canonical_value
 
 __all__ = ["spread_questions", "pairs_set", "Variant", "answer_jobs"]
 
@@ -86,6 +87,7 @@ class Variant:
     min_layer: int = 0
     max_layers: int | None = None
     mode: str = "per_token"
+    p0_by_value: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
@@ -101,6 +103,8 @@ class Variant:
                 kw["method"] = val
             elif key in ("p0", "coef"):
                 kw[key] = float(val)
+            elif key.startswith("p0@"):
+                kw.setdefault("p0_by_value", []).append((canonical_value(key[3:]), float(val)))
             elif key == "gate" and val in ("on", "off"):
                 kw["gate"] = val == "on"
             elif key == "layers":
@@ -114,8 +118,11 @@ class Variant:
             else:
                 raise ConvaError(
                     f"variant {spec!r}: unknown option {opt!r} "
-                    "(method=conva|caa, p0=X, coef=Y, gate=on|off, layers=A-B+C, from=L, max=K, mode=M)"
+                    "(method=conva|caa, p0=X, p0@VALUE=X, coef=Y, gate=on|off, layers=A-B+C, "
+                    "from=L, max=K, mode=M)"
                 )
+        if "p0_by_value" in kw:
+            kw["p0_by_value"] = tuple(kw["p0_by_value"])
         return cls(name, folder, **kw)
 
     def build(self, vectors: Any, gate: Any) -> Any:
@@ -128,7 +135,7 @@ class Variant:
             return CAA(vectors, coef=self.coef, layers=layers, name=self.name)
         return ConVA(
             vectors,
-            p0=self.p0,
+            p0=dict(self.p0_by_value).get(vectors.value, self.p0),
             gate=gate if self.gate else None,
             layers=layers,
             mode=self.mode,

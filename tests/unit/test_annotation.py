@@ -147,6 +147,19 @@ def test_variant_spec_parses_and_rejects_unknown_options() -> None:
     assert Variant.parse("c=out/v,method=caa,coef=2").coef == 2.0
     with pytest.raises(Exception, match="unknown option"):
         Variant.parse("x=out/v,strength=3")
+    pv = Variant.parse("pv=out/v,p0=0.97,p0@Self-Direction=0.9,p0@hedonism=0.995")
+    assert dict(pv.p0_by_value) == {"self-direction": 0.9, "hedonism": 0.995} and pv.p0 == 0.97
+
+
+def test_a_per_value_p0_reaches_the_built_method(tiny) -> None:
+    from conva_tl.methods import ConVA
+
+    from .test_multi import random_vectors
+
+    pv = Variant.parse("pv=out/v,p0=0.97,p0@security=0.9,gate=off")
+    built = {v: pv.build(random_vectors(tiny, v, (1,), 0), None) for v in ("security", "power")}
+    assert all(isinstance(m, ConVA) for m in built.values())
+    assert (built["security"].p0, built["power"].p0) == (0.9, 0.97)
 
 
 def test_judged_by_text_reuses_blind_labels_of_identical_answers():
