@@ -22,6 +22,7 @@ from conva_tl.hooks import hook_name, hooked, resid_post_name
 from conva_tl.identify import identify, identify_one
 from conva_tl.methods import CAA, ICA, Base, ConVA, SummedCAA, steer
 from conva_tl.model import load_hf_model, load_model
+from conva_tl.model_protocol import HookedModel
 from conva_tl.multi import LeastNormSolver, min_norm_push
 from conva_tl.multi_conva import MultiConVA
 from conva_tl.pipeline import FitSettings, fit_all, make_method, summary_table
@@ -35,6 +36,7 @@ __all__ = [
     "get_value",
     "load_model",
     "load_hf_model",
+    "HookedModel",
     "cache_resid_post",
     "hook_name",
     "resid_post_name",

@@ -4,14 +4,15 @@ This is the first stage of the method: texts go in, one pooled vector per
 layer and text comes out, ready for :mod:`conva_tl.probes`. Only the requested
 hook points are read, each is pooled inside its hook (so the full
 ``batch pos d_model`` tensor of a layer is never kept), and the forward pass
-stops after the deepest requested block. Texts are sorted by length before
+stops after the deepest requested block (``hooked(..., stop_after=...)``: the
+bridge's ``stop_at_layer`` would still run the final norm and the unembedding
+when the last block is requested). Texts are sorted by length before
 batching, which keeps padding small, and the result is returned in the input
 order.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from collections.abc import Sequence
@@ -24,8 +25,9 @@ from tqdm.auto import tqdm
 
 from conva_tl.errors import ConvaError
 from conva_tl.hooks import hooked, resid_post_name
+from conva_tl.model_protocol import HookedModel
 from conva_tl.prompts import format_inputs
-from conva_tl.tokens import tokenize_batch
+from conva_tl.tokens import iter_batches
 
 __all__ = ["Pooling", "pool", "resolve_layers", "cache_resid_post"]
 
@@ -51,7 +53,7 @@ def pool(
     raise ConvaError(f"pooling must be 'last' or 'mean', got {pooling!r}")
 
 
-def resolve_layers(model: Any, layers: Sequence[int] | None) -> list[int]:
+def resolve_layers(model: HookedModel, layers: Sequence[int] | None) -> list[int]:
     """Validate a layer selection (``None`` = all), sorted and de-duplicated."""
     n = int(model.cfg.n_layers)
     if layers is None:
@@ -65,7 +67,7 @@ def resolve_layers(model: Any, layers: Sequence[int] | None) -> list[int]:
 
 @torch.inference_mode()
 def cache_resid_post(
-    model: Any,
+    model: HookedModel,
     texts: Sequence[str],
     *,
     layers: Sequence[int] | None = None,
@@ -98,24 +100,16 @@ def cache_resid_post(
     """
     layer_list = resolve_layers(model, layers)
     formatted = format_inputs(model.tokenizer, texts, input_format, system=system)
-    if batch_size < 1:
-        raise ConvaError(f"batch_size must be >= 1, got {batch_size}")
-    lengths = [len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in formatted]
-    order = sorted(range(len(formatted)), key=lambda i: lengths[i])
+    batches = iter_batches(model.tokenizer, formatted, batch_size)
     out = torch.empty(len(layer_list), len(formatted), int(model.cfg.d_model), dtype=torch.float32)
     slot = {layer: k for k, layer in enumerate(layer_list)}
     device = model.cfg.device
-    n_batches = -(-len(order) // batch_size)
+    n_batches = -(-len(formatted) // batch_size)
     show = progress if progress is not None else n_batches > 4
-    for start in tqdm(
-        range(0, len(order), batch_size),
-        total=n_batches,
-        disable=not show,
-        desc="caching resid_post",
-        unit="batch",
+    for idx, cpu_batch in tqdm(
+        batches, total=n_batches, disable=not show, desc="caching resid_post", unit="batch"
     ):
-        idx = order[start : start + batch_size]
-        batch = tokenize_batch(model.tokenizer, [formatted[i] for i in idx]).to(device)
+        batch = cpu_batch.to(device)
         rows = torch.tensor(idx)
         save = functools.partial(
             _save_pooled,
@@ -124,10 +118,9 @@ def cache_resid_post(
             rows=rows,
             mask=batch.attention_mask,
             pooling=pooling,
-            last=layer_list[-1],
         )
         fwd = [(resid_post_name(layer), _bind(save, layer)) for layer in layer_list]
-        with hooked(model, fwd), contextlib.suppress(_Done):
+        with hooked(model, fwd, stop_after=resid_post_name(layer_list[-1])):
             model(
                 batch.input_ids,
                 attention_mask=batch.attention_mask,
@@ -146,21 +139,8 @@ def _save_pooled(
     rows: Tensor,
     mask: Tensor,
     pooling: str,
-    last: int,
 ) -> None:
     out[slot[layer], rows] = pool(resid, mask, pooling).float().cpu()
-    if layer == last:
-        raise _Done  # nothing deeper is needed (not even the unembedding)
-
-
-class _Done(Exception):
-    """Raised by the deepest requested hook: the rest of the forward pass is skipped.
-
-    One mechanism for every depth and every model type: the bridge's
-    ``stop_at_layer`` still runs the final norm and the 49k-token unembedding
-    when the last block is requested (a fifth of the cost of caching all
-    layers of the embedded model).
-    """
 
 
 def _bind(fn: Any, layer: int) -> Any:

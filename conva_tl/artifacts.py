@@ -29,6 +29,7 @@ from conva_tl.artifact_schema import (
 from conva_tl.errors import ArtifactError
 from conva_tl.gate import ActivationGate
 from conva_tl.model import model_info
+from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import ValueVectors
 from conva_tl.values import canonical_value
 
@@ -63,7 +64,7 @@ def save_vectors(folder: str | Path, vectors: ValueVectors | Iterable[ValueVecto
     return out
 
 
-def check_compatible(vv: ValueVectors, model: Any) -> None:
+def check_compatible(vv: ValueVectors, model: HookedModel) -> None:
     """Raise :class:`ArtifactError` unless ``vv`` was fitted on this model's shape."""
     info = model_info(model)
     rec = vv.metadata.get("model", {})
@@ -89,7 +90,7 @@ def load_vectors(
     folder: str | Path,
     values: Sequence[str] | None = None,
     *,
-    model: Any | None = None,
+    model: HookedModel | None = None,
 ) -> dict[str, ValueVectors]:
     """Load value vectors from ``folder``; with ``model``, check they fit it."""
     root = Path(folder)
@@ -185,7 +186,7 @@ def save_gates(folder: str | Path, gates: Iterable[ActivationGate]) -> Path:
 
 
 def load_gates(
-    folder: str | Path, values: Sequence[str] | None = None, *, model: Any | None = None
+    folder: str | Path, values: Sequence[str] | None = None, *, model: HookedModel | None = None
 ) -> dict[str, ActivationGate]:
     """Load gates saved by :func:`save_gates` (all in the folder by default).
 

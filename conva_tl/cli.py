@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from conva_tl.errors import ConvaError
+from conva_tl.model_protocol import HookedModel
 
 __all__ = ["main"]
 
@@ -127,7 +128,7 @@ def _cmd_steer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_answer(model: Any, args: argparse.Namespace, name: str, method: Any) -> None:
+def _print_answer(model: HookedModel, args: argparse.Namespace, name: str, method: Any) -> None:
     from conva_tl.generate import generate
 
     answer = generate(

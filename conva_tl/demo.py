@@ -24,6 +24,7 @@ from conva_tl.generate import GenerationConfig, generate
 from conva_tl.identify import value_names
 from conva_tl.methods import ConVA
 from conva_tl.model import load_model
+from conva_tl.model_protocol import HookedModel
 from conva_tl.pipeline import (
     DEFAULT_P0,
     FitSettings,
@@ -51,7 +52,7 @@ class TextSink(Protocol):
 def run_demo(
     out_dir: str | Path = "out/demo",
     *,
-    model: Any | None = None,
+    model: HookedModel | None = None,
     values: tuple[str, ...] = VALUES,
     p0: float = DEFAULT_P0,
     max_new_tokens: int = 60,

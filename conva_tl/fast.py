@@ -16,10 +16,11 @@ return value, so :func:`conva_tl.generate.generate`,
 
 Its ``__call__`` mirrors the subset of the bridge's forward that the toolkit
 uses: left-padded batches get position ids derived from the attention mask
-(as the bridge does), ``past_key_values``/``use_cache`` run the HF KV cache,
-``return_type`` is ``"logits"``, ``"logits_and_cache"`` or ``None``, and
-``stop_at_layer`` ends the pass before that block (``None`` and
-``stop_at_layer`` skip the unembedding altogether).
+(as the bridge does), ``past_key_values``/``use_cache`` run the HF KV cache, and
+``return_type`` is ``"logits"``, ``"logits_and_cache"`` or ``None`` (which
+skips the unembedding). To end a pass early, use
+``hooked(..., stop_after=...)`` (:func:`conva_tl.hooks.hooked`), as for the
+bridge.
 
 Example:
     >>> fast = load_fast_model()  # doctest: +SKIP
@@ -28,25 +29,24 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor
 
 from conva_tl.errors import ConvaError, HookError, ModelLoadError
-from conva_tl.hooks import hook_name
+from conva_tl.hooks import check_hook_names, hook_name
+from conva_tl.tokens import token_positions
 
 __all__ = [
     "FastConfig",
     "FastHookPoint",
     "FastModel",
     "load_fast_model",
-    "mask_positions",
     "HOOK_POINTS",
 ]
 
@@ -82,14 +82,6 @@ class FastHookPoint:
     def layer(self) -> int:
         """Block index, as ``HookPoint.layer()`` gives it."""
         return self.block
-
-
-class _StopForward(Exception):
-    """Raised by the ``stop_at_layer`` hook; carries the residual stream there."""
-
-    def __init__(self, resid: Tensor) -> None:
-        super().__init__("stop_at_layer")
-        self.resid = resid
 
 
 def _hidden_of(output: Any) -> Tensor:
@@ -139,21 +131,17 @@ def _pre_hook(fn: Callable[..., Any], point: FastHookPoint) -> Callable[..., Any
     return hook
 
 
-def _stop_hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    raise _StopForward(_input_of(args, kwargs))
-
-
-def mask_positions(
+def _position_ids(
     attention_mask: Int[Tensor, "batch total"], n_new: int
 ) -> Int[Tensor, "batch new"]:
-    """Position ids of the last ``n_new`` columns: index among the row's real tokens.
+    """HF position ids of the last ``n_new`` columns of a left-padded batch.
 
-    Left padding would otherwise shift every real token's rotary position. The
-    bridge derives them the same way; leading padding gets 0 (it is masked out
-    as keys, so its value never reaches a real token).
+    Left padding would otherwise shift every real token's rotary position, so
+    they come from :func:`conva_tl.tokens.token_positions`, as the hooks' do.
+    HF wants a valid id everywhere: padding (``-1`` there) gets 0; it is masked
+    out as keys, so its value never reaches a real token.
     """
-    pos = attention_mask.long().cumsum(-1) - 1
-    pos = pos.masked_fill(pos < 0, 0)
+    pos = token_positions(attention_mask).clamp_min(0)
     return pos[:, attention_mask.shape[1] - n_new :]
 
 
@@ -228,14 +216,13 @@ class FastModel:
 
         Prefer :meth:`hooks` or :func:`conva_tl.hooks.hooked`, which remove it for you.
         """
-        point = self.hook_dict.get(name) if isinstance(name, str) else None
-        if point is None:
-            close = difflib.get_close_matches(str(name), list(self.hook_dict), n=3)
-            hint = f"; close matches: {', '.join(close)}" if close else ""
-            raise HookError(
-                f"FastModel has no hook point {name!r}: it has {', '.join(HOOK_POINTS)} for blocks "
-                f"0..{self.cfg.n_layers - 1}{hint}. Use the bridge (load_model) for other hook points."
-            )
+        check_hook_names(
+            self,
+            [name],
+            advice=f"FastModel has only {' and '.join(HOOK_POINTS)} per block; "
+            "use the bridge (load_model) for other hook points",
+        )
+        point = self.hook_dict[name]
         layer = self._layers[point.block]
         if point.point == "hook_resid_post":
             return layer.register_forward_hook(_post_hook(fn, point))
@@ -252,11 +239,20 @@ class FastModel:
         """Forward hooks for the duration of a ``with`` block (the bridge's signature).
 
         Hooks on the same point run in the order given; only these hooks are
-        removed at the end, whatever else is attached.
+        removed at the end, whatever else is attached. ``bwd_hooks``,
+        ``reset_hooks_end=False`` (keep the hooks) and ``clear_contexts=True``
+        (its hook points have no ``ctx``) are refused rather than ignored.
         """
         if bwd_hooks:
             raise HookError(
                 "FastModel supports forward hooks only; use the bridge for backward hooks"
+            )
+        if not reset_hooks_end or clear_contexts:
+            raise HookError(
+                f"FastModel.hooks always removes its hooks at the end of the block and its hook "
+                f"points keep no context: got reset_hooks_end={reset_hooks_end!r}, "
+                f"clear_contexts={clear_contexts!r}; leave both at their defaults (use add_hook "
+                "for a hook that outlives the block)"
             )
         handles: list[torch.utils.hooks.RemovableHandle] = []
         try:
@@ -276,7 +272,6 @@ class FastModel:
         past_key_values: Any = None,
         return_type: str | None = "logits",
         use_cache: bool = False,
-        stop_at_layer: int | None = None,
         logits_to_keep: int | None = None,
     ) -> Any:
         """One forward pass, as the toolkit calls the bridge.
@@ -288,9 +283,6 @@ class FastModel:
             return_type: ``"logits"``, ``"logits_and_cache"`` (``(logits, cache)``)
                 or ``None`` (no unembedding; returns ``None``).
             use_cache: keep keys/values (implied by ``past_key_values``).
-            stop_at_layer: run blocks ``0..stop_at_layer-1`` only and return the
-                residual stream entering block ``stop_at_layer`` (negative counts
-                from the end).
             logits_to_keep: unembed only the last ``k`` positions (0 = all).
                 Default: all for ``"logits"``; the last one for
                 ``"logits_and_cache"``, the incremental-decoding entry point,
@@ -306,7 +298,6 @@ class FastModel:
             past_key_values,
             return_type,
             use_cache,
-            stop_at_layer,
             logits_to_keep,
         )
 
@@ -317,7 +308,6 @@ class FastModel:
         past_key_values: Any,
         return_type: str | None,
         use_cache: bool,
-        stop_at_layer: int | None,
         logits_to_keep: int | None,
     ) -> Any:
         if input_ids.ndim == 1:
@@ -338,10 +328,8 @@ class FastModel:
         kwargs: dict[str, Any] = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "position_ids": mask_positions(attention_mask, input_ids.shape[1]),
+            "position_ids": _position_ids(attention_mask, input_ids.shape[1]),
         }
-        if stop_at_layer is not None:
-            return self._run_until(kwargs, stop_at_layer)
         use_cache = bool(
             use_cache or past_key_values is not None or return_type == "logits_and_cache"
         )
@@ -359,24 +347,6 @@ class FastModel:
         if return_type == "logits_and_cache":
             return out.logits, out.past_key_values
         return out.logits
-
-    def _run_until(
-        self, kwargs: dict[str, Any], stop_at_layer: int
-    ) -> Float[Tensor, "batch pos d_model"]:
-        n = self.cfg.n_layers
-        stop = n + stop_at_layer if stop_at_layer < 0 else stop_at_layer
-        if not 0 <= stop <= n:
-            raise ConvaError(f"stop_at_layer must be in -{n}..{n}, got {stop_at_layer}")
-        # Registered after any user hook, so hooks on the input of block `stop` still fire.
-        target: torch.nn.Module = self._layers[stop] if stop < n else self._base.norm
-        handle = target.register_forward_pre_hook(_stop_hook, with_kwargs=True)
-        try:
-            self._base(**kwargs, use_cache=False)
-        except _StopForward as done:
-            return done.resid
-        finally:
-            handle.remove()
-        raise ConvaError("stop_at_layer hook did not fire")  # pragma: no cover
 
 
 def load_fast_model(

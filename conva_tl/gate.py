@@ -42,6 +42,7 @@ from conva_tl.datasets import load_questions, load_unrelated
 from conva_tl.errors import ArtifactError, ConvaError
 from conva_tl.generate import GenerationContext
 from conva_tl.hooks import hook_name
+from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import ValueVectors
 from conva_tl.values import VALUES, canonical_value
 
@@ -169,7 +170,7 @@ class ActivationGate:
     def hook_name(self) -> str:
         return hook_name(self.block, "hook_resid_pre")
 
-    def check_model(self, model: Any) -> None:
+    def check_model(self, model: HookedModel) -> None:
         """Raise :class:`ArtifactError` unless the gate reads a block and width the model has."""
         n_layers, d_model = int(model.cfg.n_layers), int(model.cfg.d_model)
         if tuple(self.w.shape) != (d_model,) or not 1 <= self.block < n_layers:
@@ -186,7 +187,7 @@ class ActivationGate:
         pooled = pool(resid, token_mask.long(), "mean").float()
         return torch.sigmoid(pooled @ self.w.to(pooled.device) + self.b)
 
-    def score_texts_with(self, model: Any, texts: list[str]) -> Float[Tensor, " batch"]:
+    def score_texts_with(self, model: HookedModel, texts: list[str]) -> Float[Tensor, " batch"]:
         """Scores for chat prompts, computed with ``model`` (no steering)."""
         if self.block == 0:
             raise ConvaError("score_texts_with supports blocks >= 1")
@@ -258,7 +259,7 @@ def _candidates(first: int, n_layers: int) -> list[int]:
 
 
 def fit_gates(
-    model: Any,
+    model: HookedModel,
     vectors: dict[str, ValueVectors],
     *,
     threshold: float = 0.5,
@@ -383,7 +384,7 @@ def _fit_from_acts(
 
 
 def fit_gate(
-    model: Any,
+    model: HookedModel,
     value: str,
     *,
     vectors: ValueVectors | None = None,
@@ -457,7 +458,7 @@ def fit_gate(
 
 
 def gate_opening_matrix(
-    model: Any,
+    model: HookedModel,
     gates: dict[str, ActivationGate],
     *,
     split: str = "heldout",

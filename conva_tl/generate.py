@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 
 from conva_tl.errors import ConvaError
 from conva_tl.hooks import HookFn, hooked
+from conva_tl.model_protocol import HookedModel
 from conva_tl.prompts import format_inputs
-from conva_tl.tokens import Batch, tokenize_batch
+from conva_tl.tokens import Batch, iter_batches, token_positions
 
 __all__ = [
     "GenerationContext",
@@ -94,7 +95,7 @@ class Intervention(Protocol):
         """Return ``(user_message, system_prompt)`` for a question."""
         ...
 
-    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+    def fwd_hooks(self, model: HookedModel, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
         """Hooks to attach for one batch; they may read and write ``ctx``."""
         ...
 
@@ -165,13 +166,15 @@ def _next_token(logits: Tensor, cfg: GenerationConfig, gen: torch.Generator | No
     return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
 
 
-def context_length(model: Any) -> int | None:
+def context_length(model: HookedModel) -> int | None:
     """The longest sequence the model was trained for (``cfg.n_ctx``), if known."""
     n_ctx = getattr(model.cfg, "n_ctx", None)
     return int(n_ctx) if isinstance(n_ctx, int) and n_ctx > 0 else None
 
 
-def check_context(model: Any, batch: Batch, max_new_tokens: int, *, first_row: int = 0) -> None:
+def check_context(
+    model: HookedModel, batch: Batch, max_new_tokens: int, *, first_row: int = 0
+) -> None:
     """Raise :class:`ConvaError` if a prompt plus ``max_new_tokens`` overflows the context.
 
     Past its context a model answers garbage (positions it never saw) while
@@ -197,7 +200,7 @@ def check_context(model: Any, batch: Batch, max_new_tokens: int, *, first_row: i
 
 @torch.inference_mode()
 def generate_batch(
-    model: Any,
+    model: HookedModel,
     batch: Batch,
     cfg: GenerationConfig,
     *,
@@ -220,7 +223,7 @@ def generate_batch(
     with hooked(model, list(fwd_hooks)):
         for step in range(cfg.max_new_tokens):
             ctx.prompt_pass, ctx.step = step == 0, step
-            positions = (mask.cumsum(1) - 1).masked_fill(mask == 0, -1)
+            positions = token_positions(mask)
             if step == 0 or not cfg.use_cache:
                 inp, ctx.token_mask, ctx.positions = ids, mask.bool(), positions
             else:
@@ -256,7 +259,7 @@ def generate_batch(
 
 
 def generate(
-    model: Any,
+    model: HookedModel,
     questions: Sequence[str],
     *,
     intervention: Intervention | None = None,
@@ -315,17 +318,15 @@ def generate(
         )
     answers: list[str] = []
     records: list[dict[str, Any]] = []
-    starts = range(0, len(texts), cfg.batch_size)
     # Tokenize everything first: a prompt the context cannot hold is refused
     # before any batch is generated, not after minutes of work.
-    batches = [tokenize_batch(model.tokenizer, texts[s : s + cfg.batch_size]) for s in starts]
-    for start, batch in zip(starts, batches, strict=True):
-        check_context(model, batch, cfg.max_new_tokens, first_row=start)
-    show = progress if progress is not None else len(starts) > 2
-    for start, batch in tqdm(
-        list(zip(starts, batches, strict=True)), disable=not show, desc="generating", unit="batch"
-    ):
-        chunk = texts[start : start + cfg.batch_size]
+    batches = list(iter_batches(model.tokenizer, texts, cfg.batch_size, by_length=False))
+    for idx, batch in batches:
+        check_context(model, batch, cfg.max_new_tokens, first_row=idx[0])
+    show = progress if progress is not None else len(batches) > 2
+    for idx, batch in tqdm(batches, disable=not show, desc="generating", unit="batch"):
+        start = idx[0]
+        chunk = [texts[i] for i in idx]
         ctx = GenerationContext(texts=chunk, trace=[] if trace else None)
         hooks = intervention.fwd_hooks(model, ctx) if intervention else []
         out = generate_batch(model, batch, cfg, ctx=ctx, fwd_hooks=hooks)

@@ -19,6 +19,7 @@ from conva_tl.datasets import ContrastSet, contrast_set
 from conva_tl.errors import DataError
 from conva_tl.hooks import resid_post_name
 from conva_tl.model import model_info
+from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, ValueVectors, fit_probes
 from conva_tl.values import VALUES, canonical_value
 
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 def identify(
-    model: Any,
+    model: HookedModel,
     values: Sequence[str] = VALUES,
     *,
     kind: str = "pairs",
@@ -120,7 +121,7 @@ def identify(
     return out
 
 
-def identify_one(model: Any, value: str, **kwargs: Any) -> ValueVectors:
+def identify_one(model: HookedModel, value: str, **kwargs: Any) -> ValueVectors:
     """:func:`identify` for a single value."""
     return identify(model, [value], **kwargs)[canonical_value(value)]
 

@@ -32,6 +32,7 @@ from conva_tl.errors import ArtifactError, ConvaError
 from conva_tl.gate import ActivationGate, TextGate, checked_scores, gate_hook
 from conva_tl.generate import GenerationContext, Intervention
 from conva_tl.hooks import HookCounter, HookFn, hooked, resid_post_name
+from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import ValueVectors
 from conva_tl.steering import caa_resid_hook, conva_prompt_resid_hook, conva_resid_hook, logit
 from conva_tl.values import canonical_value, get_value
@@ -84,7 +85,7 @@ class Base:
     def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
         return question, None
 
-    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+    def fwd_hooks(self, model: HookedModel, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
         return []
 
 
@@ -99,7 +100,7 @@ class ICA:
     def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
         return ica_prompt(canonical_value(self.value), question, self.template), None
 
-    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+    def fwd_hooks(self, model: HookedModel, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
         return []
 
 
@@ -145,7 +146,7 @@ class CAA:
     def control_layers(self) -> tuple[int, ...]:
         return self.layers if self.layers is not None else self.vectors.control_layers
 
-    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+    def fwd_hooks(self, model: HookedModel, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
         self.vectors.check_model(model)
         layers = self.control_layers
         return [
@@ -183,7 +184,7 @@ class SummedCAA:
     def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
         return question, None
 
-    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+    def fwd_hooks(self, model: HookedModel, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
         return [hook for part in self.parts for hook in part.fwd_hooks(model, ctx)]
 
 
@@ -242,7 +243,7 @@ class ConVA:
     def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
         return self.prompt(question) if self.prompt is not None else (question, None)
 
-    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+    def fwd_hooks(self, model: HookedModel, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
         self.vectors.check_model(model)  # before any forward pass
         if isinstance(self.gate, ActivationGate):
             self.gate.check_model(model)
@@ -298,7 +299,7 @@ class Steering:
 
 @contextmanager
 def steer(
-    model: Any,
+    model: HookedModel,
     vectors: ValueVectors | Intervention,
     *,
     p0: float = DEFAULT_P0,

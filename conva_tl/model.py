@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from conva_tl.errors import ModelLoadError
+from conva_tl.model_protocol import HookedModel
 
 __all__ = [
     "EMBEDDED_MODEL",
@@ -279,7 +280,7 @@ def load_model(
     return boot_bridge(hf_model, tok, model_name, device=device)
 
 
-def model_info(model: Any) -> ModelInfo:
+def model_info(model: HookedModel) -> ModelInfo:
     """Name and shape of a bridge, as artifacts record them."""
     cfg = model.cfg
     return ModelInfo(

@@ -31,6 +31,7 @@ from conva_tl.errors import ConvaError
 from conva_tl.gate import ActivationGate, TextGate, gate_hook
 from conva_tl.generate import GenerationContext
 from conva_tl.hooks import HookFn, resid_post_name
+from conva_tl.model_protocol import HookedModel
 from conva_tl.multi import MAX_CONSTRAINTS, RCOND, ConstraintSet, multi_resid_hook, value_gate_key
 from conva_tl.probes import ValueVectors
 from conva_tl.steering import logit
@@ -209,7 +210,7 @@ class MultiConVA:
     def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
         return self.prompt(question) if self.prompt is not None else (question, None)
 
-    def fwd_hooks(self, model: Any, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
+    def fwd_hooks(self, model: HookedModel, ctx: GenerationContext) -> list[tuple[str, HookFn]]:
         hooks: list[tuple[str, HookFn]] = []
         for key, g in [(None, self.gate), *self.gates.items()]:
             if isinstance(g, ActivationGate):

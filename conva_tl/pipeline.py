@@ -37,6 +37,7 @@ from conva_tl.gate import ActivationGate, fit_gates
 from conva_tl.identify import custom_sets, identify, value_names
 from conva_tl.methods import CAA, DEFAULT_CAA_COEF, DEFAULT_P0, ICA, Base, ConVA
 from conva_tl.model import model_info
+from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import DEFAULT_C, DEFAULT_STANDARDIZE, LayerRule, ValueVectors, layer_ranges
 from conva_tl.values import VALUES, canonical_value
 
@@ -167,7 +168,7 @@ def contrast_sets_from_files(
 
 
 def _mismatch(
-    meta: dict[str, Any], model: Any, settings: FitSettings, cs: ContrastSet
+    meta: dict[str, Any], model: HookedModel, settings: FitSettings, cs: ContrastSet
 ) -> str | None:
     """Why saved vectors (their ``metadata``) were not fitted as asked, or ``None`` if they were."""
     info = model_info(model).to_dict()
@@ -206,7 +207,7 @@ def _saved_metadata(folder: Path, names: Sequence[str]) -> dict[str, dict[str, A
 
 
 def fit_all(
-    model: Any,
+    model: HookedModel,
     out_dir: str | Path,
     values: Sequence[str] = VALUES,
     *,
@@ -351,7 +352,7 @@ def _write_folder_summary(
 
 
 def load_or_fit(
-    model: Any,
+    model: HookedModel,
     folder: str | Path,
     values: Sequence[str],
     *,
@@ -379,7 +380,7 @@ def load_or_fit(
 
 
 def load_or_fit_gates(
-    model: Any,
+    model: HookedModel,
     folder: str | Path,
     vectors: dict[str, ValueVectors],
     *,

@@ -29,6 +29,7 @@ from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from torch import Tensor
 
 from conva_tl.errors import ArtifactError, ConvaError, DataError
+from conva_tl.model_protocol import HookedModel
 
 __all__ = [
     "DEFAULT_C",
@@ -256,7 +257,7 @@ class ValueVectors:
                 "or identify() with these layers."
             )
 
-    def check_model(self, model: Any) -> None:
+    def check_model(self, model: HookedModel) -> None:
         """Raise :class:`ArtifactError` unless the probes have the model's layers and width."""
         n_layers, d_model = int(model.cfg.n_layers), int(model.cfg.d_model)
         if tuple(self.w.shape) != (n_layers, d_model) or tuple(self.mean_diff.shape) != (

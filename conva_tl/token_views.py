@@ -21,6 +21,7 @@ from torch import Tensor
 from conva_tl.analysis.logit_lens import render_token
 from conva_tl.errors import ConvaError
 from conva_tl.hooks import hooked, resid_post_name
+from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import ValueVectors
 from conva_tl.prompts import format_chat, format_inputs
 from conva_tl.tokens import tokenize_batch
@@ -30,7 +31,7 @@ __all__ = ["pv_per_token", "pv_token_view", "chat_tokens", "steering_token_view"
 
 @torch.inference_mode()
 def pv_per_token(
-    model: Any,
+    model: HookedModel,
     text: str,
     vectors: dict[str, ValueVectors] | ValueVectors,
     layer: int | None = None,
@@ -68,13 +69,9 @@ def pv_per_token(
         return lambda resid, hook: store(resid, hook, layer=layer)
 
     needed = sorted(set(layers))
-    with hooked(model, [(resid_post_name(x), bind(x)) for x in needed]):
-        model(
-            batch.input_ids,
-            attention_mask=batch.attention_mask,
-            return_type=None,
-            stop_at_layer=needed[-1] + 1,
-        )
+    hooks = [(resid_post_name(x), bind(x)) for x in needed]
+    with hooked(model, hooks, stop_after=resid_post_name(needed[-1])):
+        model(batch.input_ids, attention_mask=batch.attention_mask, return_type=None)
     probs = torch.stack(
         [
             torch.sigmoid(cache[x] @ vv.w[x].float() + vv.b[x].float())
@@ -89,7 +86,7 @@ def pv_per_token(
 
 
 def pv_token_view(
-    model: Any,
+    model: HookedModel,
     text: str,
     vectors: dict[str, ValueVectors] | ValueVectors,
     layer: int | None = None,
@@ -109,7 +106,9 @@ def pv_token_view(
     return colored_tokens_multi(tokens, probs, labels=labels)
 
 
-def chat_tokens(model: Any, question: str, answer: str, *, system: str | None = None) -> list[str]:
+def chat_tokens(
+    model: HookedModel, question: str, answer: str, *, system: str | None = None
+) -> list[str]:
     """Rendered tokens of a chat prompt followed by its answer.
 
     These line up with the ``position`` column of a generation trace (prompt

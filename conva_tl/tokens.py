@@ -4,12 +4,14 @@ Raw sentences get no BOS (SmolLM2's template has none and chat-formatted text
 already carries its own special tokens), so ``add_special_tokens=False`` makes
 the token ids independent of how a tokenizer was configured by whoever loaded
 it. Left padding keeps every row's last real token at position ``-1``, which
-both last-token pooling and generation rely on.
+both last-token pooling and generation rely on; :func:`token_positions` gives
+each column's index among its row's real tokens (the position ids of a
+left-padded batch, for hooks and for :class:`conva_tl.fast.FastModel`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ from torch import Tensor
 
 from conva_tl.errors import ConvaError
 
-__all__ = ["Batch", "tokenize_batch"]
+__all__ = ["Batch", "tokenize_batch", "token_positions", "iter_batches"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class Batch:
     input_ids: Int[Tensor, "batch pos"]
     attention_mask: Int[Tensor, "batch pos"]
 
-    def to(self, device: torch.device | str) -> Batch:
+    def to(self, device: torch.device | str | None) -> Batch:
+        """Move both tensors (``None``, as a config may give it: leave them where they are)."""
         return Batch(self.input_ids.to(device), self.attention_mask.to(device))
 
 
@@ -51,3 +54,40 @@ def tokenize_batch(tokenizer: Any, texts: Sequence[str], *, max_length: int | No
     if bool((enc["attention_mask"].sum(dim=1) == 0).any()):
         raise ConvaError("an empty text tokenized to zero tokens; remove empty strings")
     return Batch(enc["input_ids"], enc["attention_mask"])
+
+
+def token_positions(attention_mask: Int[Tensor, "batch pos"]) -> Int[Tensor, "batch pos"]:
+    """Index of each column among its row's real tokens; padding gets ``-1``.
+
+    Example:
+        >>> token_positions(torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])).tolist()
+        [[-1, -1, 0, 1], [0, 1, 2, 3]]
+    """
+    mask = attention_mask.long()
+    return (mask.cumsum(-1) - 1).masked_fill(mask == 0, -1)
+
+
+def iter_batches(
+    tokenizer: Any, texts: Sequence[str], batch_size: int, *, by_length: bool = True
+) -> Iterator[tuple[list[int], Batch]]:
+    """The one batching loop: ``(indices, batch)`` over ``texts``, ``batch_size`` at a time.
+
+    Args:
+        tokenizer: tokenizes each chunk with :func:`tokenize_batch`.
+        texts: the (already formatted) texts.
+        batch_size: texts per batch (>= 1, checked now, not on the first step).
+        by_length: sort by token count first, which keeps padding small
+            (callers put results back in input order with the indices); False
+            keeps the input order.
+
+    Yields:
+        The indices into ``texts`` of a batch's rows and the tokenized batch (on CPU).
+    """
+    if batch_size < 1:
+        raise ConvaError(f"batch_size must be >= 1, got {batch_size}")
+    order = list(range(len(texts)))
+    if by_length:
+        lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        order.sort(key=lambda i: lengths[i])
+    chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    return ((idx, tokenize_batch(tokenizer, [texts[i] for i in idx])) for idx in chunks)

@@ -24,6 +24,7 @@ from conva_tl.analysis.sweep_context import SweepContext, prepare_context
 from conva_tl.errors import ConvaError
 from conva_tl.gate import ActivationGate
 from conva_tl.generate import GenerationConfig
+from conva_tl.model_protocol import HookedModel
 from conva_tl.pipeline import FitSettings, fit_all, load_or_fit, load_or_fit_gates
 from conva_tl.probes import ValueVectors
 from conva_tl.values import canonical_value
@@ -95,7 +96,7 @@ class VectorSource:
     progress: bool = False
 
     def load(
-        self, model: Any, values: Sequence[str], *, gates: bool = False, kind: str = "pairs"
+        self, model: HookedModel, values: Sequence[str], *, gates: bool = False, kind: str = "pairs"
     ) -> tuple[dict[str, ValueVectors], dict[str, ActivationGate]]:
         """Vectors (and with ``gates`` the gates) of ``values``; missing ones are fitted and saved."""
         folder = Path(self.folder) if kind == "pairs" else Path(self.folder) / kind
@@ -143,7 +144,7 @@ class SteeringSetup:
         source: where the vectors came from (other kinds are loaded from there too).
     """
 
-    model: Any
+    model: HookedModel
     values: tuple[str, ...]
     vectors: Mapping[str, ValueVectors]
     gates: Mapping[str, ActivationGate] | None
@@ -166,7 +167,7 @@ class SteeringSetup:
 
 
 def steering_setup(
-    model: Any,
+    model: HookedModel,
     values: Sequence[str],
     source: VectorSource,
     *,

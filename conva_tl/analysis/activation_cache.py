@@ -17,7 +17,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from jaxtyping import Float
 from safetensors.torch import load_file, save_file
@@ -27,6 +26,7 @@ from conva_tl.activations import cache_resid_post
 from conva_tl.datasets import ContrastSet, contrast_set
 from conva_tl.errors import ConvaError
 from conva_tl.model import model_info
+from conva_tl.model_protocol import HookedModel
 
 __all__ = ["cached_activations", "limit_contrast_set", "ProbeData"]
 
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 def cached_activations(
-    model: Any,
+    model: HookedModel,
     texts: Sequence[str],
     *,
     pooling: str = "last",
@@ -122,7 +122,12 @@ class ProbeData:
         return limit_contrast_set(contrast_set(value, kind), self.pairs)
 
     def activations(
-        self, model: Any, cs: ContrastSet, *, pooling: str = "last", input_format: str = "raw"
+        self,
+        model: HookedModel,
+        cs: ContrastSet,
+        *,
+        pooling: str = "last",
+        input_format: str = "raw",
     ) -> Float[Tensor, "layer batch d_model"]:
         """All-layer activations of ``cs`` through the cache."""
         t0 = time.perf_counter()

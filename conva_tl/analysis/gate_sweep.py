@@ -21,6 +21,7 @@ from conva_tl.analysis.measures import kl_to_base
 from conva_tl.errors import ConvaError
 from conva_tl.gate import ActivationGate
 from conva_tl.methods import ConVA
+from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import ValueVectors
 
 __all__ = ["GateSweep", "gate_sweep"]
@@ -36,7 +37,7 @@ class GateSweep:
 
 
 def gate_sweep(
-    model: Any,
+    model: HookedModel,
     vectors: ValueVectors,
     gate: ActivationGate,
     thresholds: Sequence[float],

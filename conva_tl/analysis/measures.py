@@ -37,6 +37,7 @@ from torch import Tensor
 from conva_tl.errors import ConvaError
 from conva_tl.evaluation.capability import answer_start_logprobs, next_token_kl
 from conva_tl.evaluation.scoring import answer_probe_readings, answer_stats, distinct_n
+from conva_tl.model_protocol import HookedModel
 from conva_tl.prompts import format_chat
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
 
 
 def kl_to_base(
-    model: Any,
+    model: HookedModel,
     prompts: Sequence[str],
     method: Any,
     *,
@@ -80,7 +81,7 @@ def kl_to_base(
 
 @torch.inference_mode()
 def answer_nll(
-    model: Any,
+    model: HookedModel,
     questions: Sequence[str],
     answers: Sequence[str],
     *,

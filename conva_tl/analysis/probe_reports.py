@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +29,7 @@ from conva_tl.analysis.probe_sweeps import (
 )
 from conva_tl.analysis.report import AblationReport, format_table
 from conva_tl.errors import ConvaError
+from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import DEFAULT_C, LayerRule
 from conva_tl.values import canonical_value
 
@@ -92,7 +92,7 @@ class ProbeSweep:
 
 
 def view_transfer(
-    model: Any, values: Sequence[str], sweep: ProbeSweep, views: Mapping[str, View]
+    model: HookedModel, values: Sequence[str], sweep: ProbeSweep, views: Mapping[str, View]
 ) -> pd.DataFrame:
     """:func:`~conva_tl.analysis.probe_sweeps.transfer_table` per value over ``views``.
 
@@ -135,7 +135,7 @@ TRANSFER_ABLATIONS: dict[str, tuple[Mapping[str, View], str, str, str]] = {
 
 
 def transfer_report(
-    name: str, model: Any, values: Sequence[str], sweep: ProbeSweep
+    name: str, model: HookedModel, values: Sequence[str], sweep: ProbeSweep
 ) -> AblationReport:
     """A transfer ablation of :data:`TRANSFER_ABLATIONS`: probes fitted on each view, tested on all."""
     views, label, unit, figure_title = TRANSFER_ABLATIONS[name]
@@ -156,18 +156,20 @@ def transfer_report(
     )
 
 
-def pooling_report(model: Any, values: Sequence[str], sweep: ProbeSweep) -> AblationReport:
+def pooling_report(model: HookedModel, values: Sequence[str], sweep: ProbeSweep) -> AblationReport:
     """Last-token vs mean-pooled probes, each tested on both poolings."""
     return transfer_report("pooling", model, values, sweep)
 
 
-def input_format_report(model: Any, values: Sequence[str], sweep: ProbeSweep) -> AblationReport:
+def input_format_report(
+    model: HookedModel, values: Sequence[str], sweep: ProbeSweep
+) -> AblationReport:
     """Probes on raw vs chat-formatted sentences, each tested on both formats."""
     return transfer_report("input_format", model, values, sweep)
 
 
 def train_size_report(
-    model: Any,
+    model: HookedModel,
     values: Sequence[str],
     sweep: ProbeSweep,
     *,
@@ -217,7 +219,7 @@ def train_size_report(
 
 
 def calibration_report(
-    model: Any,
+    model: HookedModel,
     values: Sequence[str],
     sweep: ProbeSweep,
     Cs: Sequence[float],

@@ -17,6 +17,7 @@ from conva_tl.analysis.sweep_context import SweepContext, SweepResult, run_setti
 from conva_tl.errors import ConvaError
 from conva_tl.generate import GenerationConfig
 from conva_tl.methods import Base, ConVA
+from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import LayerRule, ValueVectors, layer_ranges
 
 __all__ = [
@@ -40,7 +41,7 @@ def _check_vectors(
 
 
 def sweep_p0(
-    model: Any,
+    model: HookedModel,
     contexts: Mapping[str, SweepContext],
     vectors: Mapping[str, ValueVectors],
     p0s: Sequence[float],
@@ -117,7 +118,7 @@ def layer_settings(
 
 
 def sweep_layers(
-    model: Any,
+    model: HookedModel,
     contexts: Mapping[str, SweepContext],
     vectors: Mapping[str, ValueVectors],
     *,
@@ -171,7 +172,7 @@ def sweep_layers(
 
 
 def sweep_control_mode(
-    model: Any,
+    model: HookedModel,
     contexts: Mapping[str, SweepContext],
     vectors: Mapping[str, ValueVectors],
     *,
@@ -195,7 +196,7 @@ def sweep_control_mode(
 
 
 def sweep_data(
-    model: Any,
+    model: HookedModel,
     contexts: Mapping[str, SweepContext],
     vectors: Mapping[str, ValueVectors],
     straightforward: Mapping[str, ValueVectors],

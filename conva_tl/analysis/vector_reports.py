@@ -27,6 +27,7 @@ from conva_tl.analysis.structure import (
     structure_by_layer,
 )
 from conva_tl.errors import ConvaError
+from conva_tl.model_protocol import HookedModel
 from conva_tl.plotting import (
     plot_accuracy_curves,
     plot_cosine_grid,
@@ -59,7 +60,7 @@ def _value_then_natural(col: pd.Series) -> pd.Series:
 
 
 def logit_lens_report(
-    model: Any,
+    model: HookedModel,
     vectors: dict[str, ValueVectors],
     layers: Sequence[int] | None = None,
     *,

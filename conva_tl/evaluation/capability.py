@@ -40,10 +40,11 @@ from conva_tl.gate import ActivationGate
 from conva_tl.generate import GenerationContext
 from conva_tl.hooks import hooked
 from conva_tl.methods import Base
+from conva_tl.model_protocol import HookedModel
 from conva_tl.pipeline import DEFAULT_P0, make_method
 from conva_tl.probes import ValueVectors
 from conva_tl.prompts import format_chat
-from conva_tl.tokens import tokenize_batch
+from conva_tl.tokens import iter_batches, token_positions
 from conva_tl.values import canonical_value
 
 __all__ = [
@@ -94,7 +95,7 @@ def letter_token_ids(tokenizer: Any) -> list[list[int]]:
 
 @torch.inference_mode()
 def answer_start_logprobs(
-    model: Any, questions: Sequence[str], method: Any = None, *, batch_size: int = 8
+    model: HookedModel, questions: Sequence[str], method: Any = None, *, batch_size: int = 8
 ) -> tuple[Float[Tensor, "batch d_vocab"], Float[Tensor, " batch"] | None]:
     """Log-probs of the first answer token for chat questions under ``method``'s hooks.
 
@@ -107,19 +108,16 @@ def answer_start_logprobs(
     for q in questions:
         user, system = method.rewrite_prompt(q)
         texts.append(format_chat(model.tokenizer, user, system=system))
-    lengths = [len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: lengths[i])
     out = torch.empty(len(texts), int(model.cfg.d_vocab), dtype=torch.float32)
     gate = torch.full((len(texts),), float("nan"))
     seen_gate = False
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for idx, cpu_batch in iter_batches(model.tokenizer, texts, batch_size):
         chunk = [texts[i] for i in idx]
-        batch = tokenize_batch(model.tokenizer, chunk).to(model.cfg.device)
+        batch = cpu_batch.to(model.cfg.device)
         mask = batch.attention_mask
         ctx = GenerationContext(
             token_mask=mask.bool(),
-            positions=(mask.cumsum(1) - 1).masked_fill(mask == 0, -1),
+            positions=token_positions(mask),
             prompt_pass=True,
             step=0,
             managed=True,
@@ -149,7 +147,7 @@ def _mc_scores(
 
 
 def mc_accuracy(
-    model: Any, questions: Sequence[MCQuestion], method: Any = None, *, batch_size: int = 8
+    model: HookedModel, questions: Sequence[MCQuestion], method: Any = None, *, batch_size: int = 8
 ) -> dict[str, Any]:
     """Accuracy of one method on multiple-choice questions.
 
@@ -187,7 +185,7 @@ class CapabilityResult:
 
 
 def run_capability(
-    model: Any,
+    model: HookedModel,
     values: Sequence[str],
     out_dir: str | Path,
     *,

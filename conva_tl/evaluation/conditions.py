@@ -29,6 +29,7 @@ from conva_tl.gate import ActivationGate
 from conva_tl.generate import GenerationConfig
 from conva_tl.methods import CAA, ICA, ConVA, SummedCAA, ica_prompt
 from conva_tl.model import model_info
+from conva_tl.model_protocol import HookedModel
 from conva_tl.multi_conva import MultiConVA
 from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0, METHODS, make_method
 from conva_tl.probes import ValueVectors
@@ -82,7 +83,7 @@ class OppositePrompt:
     def rewrite_prompt(self, question: str) -> tuple[str, str | None]:
         return opposite_prompt(self.value, question, self.template), None
 
-    def fwd_hooks(self, model: Any, ctx: Any) -> list[tuple[str, Any]]:
+    def fwd_hooks(self, model: HookedModel, ctx: Any) -> list[tuple[str, Any]]:
         return []
 
 
@@ -104,7 +105,7 @@ class PromptScoredGate:
     steered activations. Same scores as the in-pass gate, one extra partial pass.
     """
 
-    model: Any
+    model: HookedModel
     gate: ActivationGate
 
     @property
@@ -118,7 +119,7 @@ class PromptScoredGate:
         return torch.sigmoid(acts[0] @ self.gate.w + self.gate.b)
 
 
-def _gate_for(model: Any, gate: ActivationGate | None, vectors: ValueVectors) -> Any:
+def _gate_for(model: HookedModel | None, gate: ActivationGate | None, vectors: ValueVectors) -> Any:
     if gate is None or not vectors.control_layers or gate.block <= min(vectors.control_layers):
         return gate
     if model is None:
@@ -133,7 +134,7 @@ def build_method(
     name: str,
     value: str,
     *,
-    model: Any = None,
+    model: HookedModel | None = None,
     vectors: ValueVectors | None = None,
     gate: ActivationGate | None = None,
     straightforward_vectors: ValueVectors | None = None,
@@ -209,7 +210,7 @@ def _caa_settings(method: CAA) -> dict[str, Any]:
     }
 
 
-def method_settings(method: Any, model: Any, cfg: GenerationConfig) -> dict[str, Any]:
+def method_settings(method: Any, model: HookedModel, cfg: GenerationConfig) -> dict[str, Any]:
     """Everything that determines an answer of ``method`` (batch size excluded)."""
     user, system = method.rewrite_prompt("{question}")
     s: dict[str, Any] = {

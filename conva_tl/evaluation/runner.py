@@ -48,6 +48,7 @@ from conva_tl.evaluation.conditions import (
 from conva_tl.gate import ActivationGate
 from conva_tl.generate import GenerationConfig, generate
 from conva_tl.model import model_info
+from conva_tl.model_protocol import HookedModel
 from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0
 from conva_tl.probes import ValueVectors
 from conva_tl.values import canonical_value
@@ -64,7 +65,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _hit_limit(model: Any, answer: str, config: GenerationConfig) -> bool:
+def _hit_limit(model: HookedModel, answer: str, config: GenerationConfig) -> bool:
     """Did this generation stop at ``max_new_tokens``? (Re-encoding may differ by a token.)"""
     return (
         len(model.tokenizer.encode(answer, add_special_tokens=False)) >= config.max_new_tokens - 1
@@ -72,7 +73,7 @@ def _hit_limit(model: Any, answer: str, config: GenerationConfig) -> bool:
 
 
 def generate_answers(
-    model: Any,
+    model: HookedModel,
     store: AnswerStore,
     jobs: Sequence[tuple[str, Any, Sequence[DilemmaQuestion]]],
     config: GenerationConfig,
@@ -198,7 +199,7 @@ def _questions(value: str, n: int | None) -> list[DilemmaQuestion]:
 
 def _run(
     kind: str,
-    model: Any,
+    model: HookedModel,
     values: Sequence[str],
     methods: Sequence[Any],
     out_dir: str | Path,
@@ -268,7 +269,7 @@ def _run(
 
 
 def run_comparison(
-    model: Any,
+    model: HookedModel,
     values: Sequence[str],
     methods: Sequence[Any],
     out_dir: str | Path,
@@ -323,7 +324,7 @@ def run_comparison(
 
 
 def run_priority(
-    model: Any,
+    model: HookedModel,
     values: Sequence[str],
     out_dir: str | Path,
     *,

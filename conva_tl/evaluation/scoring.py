@@ -32,6 +32,7 @@ import pandas as pd
 from conva_tl.activations import cache_resid_post
 from conva_tl.errors import ConvaError
 from conva_tl.judge import JudgeItem
+from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import ValueVectors
 
 __all__ = [
@@ -76,7 +77,7 @@ def answer_stats(text: str) -> tuple[int, float]:
 
 
 def answer_probe_readings(
-    model: Any,
+    model: HookedModel,
     vectors: ValueVectors,
     answers: Sequence[str],
     *,
@@ -110,7 +111,7 @@ def answer_probe_readings(
 
 
 def probe_readings(
-    model: Any,
+    model: HookedModel,
     records: Sequence[dict[str, Any]],
     vectors: dict[str, ValueVectors],
     *,
@@ -152,7 +153,7 @@ def _as_float(labels: Sequence[bool | None]) -> list[float]:
 
 
 def score_answers(
-    model: Any,
+    model: HookedModel,
     records: Sequence[dict[str, Any]],
     *,
     vectors: dict[str, ValueVectors],

@@ -19,8 +19,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from conva_tl.activations import cache_resid_post
 from conva_tl.datasets import contrast_set
-from conva_tl.errors import ConvaError, HookError
-from conva_tl.fast import FastModel, mask_positions
+from conva_tl.errors import HookError
+from conva_tl.fast import FastModel
 from conva_tl.gate import ActivationGate
 from conva_tl.generate import GenerationConfig, generate, generate_batch
 from conva_tl.hooks import hook_name, hooked, resid_post_name
@@ -28,7 +28,7 @@ from conva_tl.identify import identify
 from conva_tl.methods import ConVA, steer
 from conva_tl.model import boot_bridge, model_info
 from conva_tl.probes import ValueVectors
-from conva_tl.tokens import tokenize_batch
+from conva_tl.tokens import token_positions, tokenize_batch
 
 ATOL = 1e-4
 REL = 1e-5
@@ -106,10 +106,9 @@ def test_cfg_and_hook_points(pair):
             pass
 
 
-def test_mask_positions_left_padding():
+def test_token_positions_left_padding():
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
-    assert mask_positions(mask, 5).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]
-    assert mask_positions(mask, 1).tolist() == [[2], [4]]
+    assert token_positions(mask).tolist() == [[-1, -1, 0, 1, 2], [0, 1, 2, 3, 4]]
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean"])
@@ -122,7 +121,7 @@ def test_resid_post_equals_bridge_at_every_layer(pair, pooling, input_format):
     assert_same_stream(b, a)
 
 
-def test_logits_cache_and_stop_at_layer(pair):
+def test_logits_cache_and_early_stop(pair):
     bridge, fast = pair
     batch = tokenize_batch(fast.tokenizer, TEXTS)
     with torch.inference_mode():
@@ -142,22 +141,18 @@ def test_logits_cache_and_stop_at_layer(pair):
         )
         full = fast(torch.cat([batch.input_ids, nxt], 1), attention_mask=mask, return_type="logits")
         assert_same_stream(step[:, -1], full[:, -1])
-        # stop_at_layer=k: hooks of blocks >= k never fire, returns the stream entering block k
+        # stop_after block 1: hooks of later blocks never fire, the pass ends there
         fired: list[str] = []
+        seen: list[torch.Tensor] = []
         names = [resid_post_name(layer) for layer in range(4)]
-        with hooked(fast, [(n, lambda x, hook, n=n: fired.append(n)) for n in names]):
-            resid = fast(
-                batch.input_ids,
-                attention_mask=batch.attention_mask,
-                return_type=None,
-                stop_at_layer=2,
-            )
+        hooks = [(n, lambda x, hook, n=n: fired.append(n)) for n in names]
+        hooks.append((names[1], lambda x, hook: seen.append(x[:, -1].clone())))
+        with hooked(fast, hooks, stop_after=names[1]):
+            fast(batch.input_ids, attention_mask=batch.attention_mask, return_type=None)
         assert fired == names[:2]
         acts = cache_resid_post(fast, TEXTS, layers=[1])
-        torch.testing.assert_close(resid[:, -1], acts[0], rtol=0, atol=0)
+        torch.testing.assert_close(seen[0], acts[0], rtol=0, atol=0)
         assert fast(batch.input_ids, return_type=None) is None
-        with pytest.raises(ConvaError, match="stop_at_layer"):
-            fast(batch.input_ids, return_type=None, stop_at_layer=9)
 
 
 def test_hooks_are_removed_and_users_hooks_survive(pair):
