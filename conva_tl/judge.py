@@ -18,6 +18,7 @@ substring "No" before "Yes", so "Yes. Note: ..." counted as No.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Literal
 
 from conva_tl.errors import DataError
 from conva_tl.jsonl import JsonlStore
-from conva_tl.llm_api import ChatClient, request_key
+from conva_tl.llm_api import ApiConfig, ChatClient, request_key
 from conva_tl.values import get_value
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Verdict",
     "Judge",
     "judge_prompt",
+    "judge_from_options",
     "parse_yes_no",
     "parse_true_false",
 ]
@@ -316,3 +318,24 @@ class Judge:
                 logger.warning("judge %s: no decisive label in reply %r", kind, raw[:80])
             out.append(Verdict(label, raw, cached))
         return out
+
+
+def judge_from_options(
+    model: str | None = None,
+    *,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+    cache: str | Path | None = None,
+    progress: bool = False,
+) -> Judge | None:
+    """The one way commands build a judge: ``None`` unless a judge model is named.
+
+    ``model`` (else ``$CONVA_JUDGE_MODEL``), ``base_url`` and ``api_key_env`` go
+    through :meth:`conva_tl.llm_api.ApiConfig.from_env`; ``cache`` is the JSONL
+    store of raw replies (reruns send no request). ``conva evaluate`` and the
+    ablation scripts both call this.
+    """
+    if not (model or os.environ.get("CONVA_JUDGE_MODEL")):
+        return None
+    config = ApiConfig.from_env(model=model, base_url=base_url, api_key_env=api_key_env)
+    return Judge(ChatClient(config), cache, progress=progress)

@@ -120,13 +120,9 @@ def make_judge(
     cache: Path | None = None,
 ) -> Any:
     """A :class:`conva_tl.judge.Judge` when a judge model is named (or ``$CONVA_JUDGE_MODEL``), else ``None``."""
-    if not (model or os.environ.get("CONVA_JUDGE_MODEL")):
-        return None
-    from conva_tl.judge import Judge
-    from conva_tl.llm_api import ApiConfig, ChatClient
+    from conva_tl.judge import judge_from_options
 
-    config = ApiConfig.from_env(model=model, base_url=base_url, api_key_env=api_key_env)
-    return Judge(ChatClient(config), cache)
+    return judge_from_options(model, base_url=base_url, api_key_env=api_key_env, cache=cache)
 
 
 @dataclass(frozen=True)

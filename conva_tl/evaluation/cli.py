@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -113,15 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_judge(args: argparse.Namespace, out_dir: Path) -> Any:
     """A :class:`conva_tl.judge.Judge` from the options, or ``None`` when no judge model is named."""
-    from conva_tl.judge import Judge
-    from conva_tl.llm_api import ApiConfig, ChatClient
+    from conva_tl.judge import judge_from_options
 
-    if args.no_judge or not (args.judge_model or os.environ.get("CONVA_JUDGE_MODEL")):
+    if args.no_judge:
         return None
-    config = ApiConfig.from_env(
-        model=args.judge_model, base_url=args.base_url, api_key_env=args.api_key_env
+    return judge_from_options(
+        args.judge_model,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        cache=out_dir / "judge_cache.jsonl",
+        progress=True,
     )
-    return Judge(ChatClient(config), out_dir / "judge_cache.jsonl", progress=True)
 
 
 def _run(args: argparse.Namespace) -> int:

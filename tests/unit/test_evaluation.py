@@ -443,3 +443,21 @@ def test_cli_comparison_offline_then_judged(
     assert main_evaluate(cap) == 0
     assert "Multiple-choice accuracy" in capsys.readouterr().out
     assert (tmp_path / "cap" / "gate_scores.png").is_file()
+
+
+def test_one_judge_builder_for_evaluate_and_the_ablations(tmp_path, fake_openai, monkeypatch):
+    from conva_tl.analysis.ablation_setup import make_judge as ablation_judge
+    from conva_tl.judge import judge_from_options
+
+    monkeypatch.delenv("CONVA_JUDGE_MODEL", raising=False)
+    assert judge_from_options(None) is None and ablation_judge(None) is None
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    judge = ablation_judge(
+        "judge-x", base_url=fake_openai.base_url, api_key_env=KEY_ENV, cache=tmp_path / "j.jsonl"
+    )
+    assert isinstance(judge, Judge) and judge.model == "judge-x"
+    monkeypatch.setenv("CONVA_JUDGE_MODEL", "judge-env")
+    assert (
+        judge_from_options(None, base_url=fake_openai.base_url, api_key_env=KEY_ENV).model
+        == "judge-env"
+    )
