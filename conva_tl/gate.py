@@ -57,6 +57,8 @@ __all__ = [
     "gate_hook",
     "CallableGate",
     "checked_scores",
+    "PromptScoredGate",
+    "resolve_gate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -200,6 +202,52 @@ class ActivationGate:
         return ActivationGate(
             self.value, self.block, self.w, self.b, threshold, self.metrics, self.kind
         )
+
+
+@dataclass(frozen=True, eq=False)
+class PromptScoredGate:
+    """An :class:`ActivationGate` scored from the formatted prompt text before generation.
+
+    What :func:`resolve_gate` returns when the gate reads a block after the first
+    control layer, where the in-pass gate would see steered activations. Same
+    scores as the in-pass gate, one extra partial pass without steering.
+    """
+
+    model: HookedModel
+    gate: ActivationGate
+
+    @property
+    def threshold(self) -> float:
+        return self.gate.threshold
+
+    def score_texts(self, texts: list[str]) -> Float[Tensor, " batch"]:
+        acts = cache_resid_post(
+            self.model, texts, layers=[self.gate.block - 1], pooling="mean", input_format="raw"
+        )
+        return torch.sigmoid(acts[0] @ self.gate.w + self.gate.b)
+
+
+def resolve_gate(
+    gate: ActivationGate | None, layers: tuple[int, ...], *, model: HookedModel | None = None
+) -> ActivationGate | PromptScoredGate | None:
+    """The gate to steer ``layers`` with: the one rule "a gate never reads steered activations".
+
+    A gate that reads its block at or before the first control layer is used as it
+    is (in the same forward pass). One that reads a later block is scored from the
+    prompt text first (:class:`PromptScoredGate`: same scores, one extra partial
+    pass), which needs ``model``; without it this is an error naming the fix.
+    :class:`~conva_tl.methods.ConVA` itself refuses such a gate, so every command
+    and sweep goes through here.
+    """
+    if gate is None or not layers or gate.block <= min(layers):
+        return gate
+    if model is None:
+        raise ConvaError(
+            f"the gate reads block {gate.block}, after the first control layer ({min(layers)}): "
+            "pass model= so that it is scored from the prompt text instead, or refit the gate "
+            "with fit_gate(..., vectors=...)"
+        )
+    return PromptScoredGate(model, gate)
 
 
 def gate_hook(

@@ -15,6 +15,7 @@ import numpy as np
 
 from conva_tl.analysis.sweep_context import SweepContext, SweepResult, run_settings
 from conva_tl.errors import ConvaError
+from conva_tl.gate import resolve_gate
 from conva_tl.generate import GenerationConfig
 from conva_tl.methods import Base, ConVA
 from conva_tl.model_protocol import HookedModel
@@ -151,12 +152,7 @@ def sweep_layers(
         ).items():
             layers = spec["layers"]
             if layers not in by_layers:
-                gate = (gates or {}).get(v)
-                if gate is not None and layers and getattr(gate, "block", 0) > min(layers):
-                    gate = None  # the gate would read steered activations; measured ungated instead
-                    logger.warning(
-                        "%s/%s: gate block after the first control layer; ungated", v, name
-                    )
+                gate = resolve_gate((gates or {}).get(v), layers, model=model)
                 by_layers[layers] = ConVA(vv, p0=p0, gate=gate, layers=layers)
             m[name] = by_layers[layers]
             c[name] = {
@@ -210,8 +206,8 @@ def sweep_data(
 
     Settings ``base``, ``pairs`` (method name ``conva-pairs``) and
     ``straightforward`` (``conva-sf``), each with an ``n_layers`` column. Both
-    use the value's gate, except where it sits after the straightforward
-    vectors' first control layer (it would read steered activations).
+    use the value's gate; where it sits after the straightforward vectors' first
+    control layer it is scored from the prompt text (:func:`~conva_tl.gate.resolve_gate`).
     """
     _check_vectors(vectors, contexts)
     _check_vectors(straightforward, contexts)
@@ -219,10 +215,8 @@ def sweep_data(
     cols: dict[str, dict[str, dict[str, Any]]] = {}
     for v in contexts:
         gate = (gates or {}).get(v)
-        sf_gate = gate
         sf_layers = straightforward[v].control_layers
-        if sf_gate is not None and sf_layers and sf_gate.block > min(sf_layers):
-            sf_gate = None  # would read steered activations
+        sf_gate = resolve_gate(gate, sf_layers, model=model)
         methods[v] = {
             "base": Base(),
             "pairs": ConVA(vectors[v], p0=p0, gate=gate, name="conva-pairs"),

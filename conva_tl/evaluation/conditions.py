@@ -19,13 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from jaxtyping import Float
-from torch import Tensor
 
-from conva_tl.activations import cache_resid_post
 from conva_tl.errors import ConvaError
 from conva_tl.evaluation.answers import TRIM_RULE
-from conva_tl.gate import ActivationGate
+from conva_tl.gate import ActivationGate, PromptScoredGate, resolve_gate
 from conva_tl.generate import GenerationConfig
 from conva_tl.methods import CAA, ICA, ConVA, SummedCAA, ica_prompt
 from conva_tl.model import model_info
@@ -95,39 +92,8 @@ def _opposite_rewrite(question: str, *, value: str) -> tuple[str, str | None]:
     return opposite_prompt(value, question), None
 
 
-@dataclass(frozen=True, eq=False)
-class PromptScoredGate:
-    """An :class:`ActivationGate` scored from the formatted prompt text before generation.
-
-    Used when the gate reads a block after the first control layer of the vectors it
-    is paired with (``conva-sf``: straightforward vectors may control earlier layers
-    than the gate fitted for the pairs vectors), where the in-pass gate would see
-    steered activations. Same scores as the in-pass gate, one extra partial pass.
-    """
-
-    model: HookedModel
-    gate: ActivationGate
-
-    @property
-    def threshold(self) -> float:
-        return self.gate.threshold
-
-    def score_texts(self, texts: list[str]) -> Float[Tensor, " batch"]:
-        acts = cache_resid_post(
-            self.model, texts, layers=[self.gate.block - 1], pooling="mean", input_format="raw"
-        )
-        return torch.sigmoid(acts[0] @ self.gate.w + self.gate.b)
-
-
 def _gate_for(model: HookedModel | None, gate: ActivationGate | None, vectors: ValueVectors) -> Any:
-    if gate is None or not vectors.control_layers or gate.block <= min(vectors.control_layers):
-        return gate
-    if model is None:
-        raise ConvaError(
-            f"the gate reads block {gate.block}, after the first control layer of these vectors: "
-            "pass model= so that it can be scored from the prompt text instead"
-        )
-    return PromptScoredGate(model, gate)
+    return resolve_gate(gate, vectors.control_layers, model=model)
 
 
 def build_method(

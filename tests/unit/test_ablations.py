@@ -34,7 +34,7 @@ from conva_tl.analysis import (
 )
 from conva_tl.datasets import load_unrelated
 from conva_tl.errors import ConvaError
-from conva_tl.gate import ActivationGate
+from conva_tl.gate import ActivationGate, PromptScoredGate, resolve_gate
 from conva_tl.generate import GenerationConfig
 from conva_tl.judge import Verdict
 from conva_tl.methods import Base, ConVA
@@ -264,7 +264,9 @@ def test_sweep_data_settings_and_where_the_gate_may_read(tiny, vectors, context,
     methods, cols = captured["methods"][VALUE], captured["columns"][VALUE]
     assert list(methods) == ["base", "pairs", "straightforward"]
     assert methods["pairs"].gate is gate  # block 1 reads before the first control layer (1)
-    assert methods["straightforward"].gate is None  # it would read layer 0's steered output
+    # block 1 would read layer 0's steered output: the gate is scored from the prompt text
+    sf_gate = methods["straightforward"].gate
+    assert isinstance(sf_gate, PromptScoredGate) and sf_gate.gate is gate
     assert methods["pairs"].name == "conva-pairs" and methods["straightforward"].name == "conva-sf"
     assert [cols[k]["n_layers"] for k in ("base", "pairs", "straightforward")] == [0, 2, 3]
     with pytest.raises(ConvaError, match="no value vectors"):
@@ -413,3 +415,13 @@ def test_transfer_table_identical_views_transfer_perfectly():
     assert acc[("a", "a", 2)] > 0.9
     w, b = fit_layer_probes(acts, labels, np.arange(len(labels)))
     assert w.shape == (3, 8) and layer_accuracy(w, b, acts, labels)[2] == 1.0
+
+
+def test_resolve_gate_is_the_one_rule(tiny):
+    gate = ActivationGate(VALUE, 2, torch.randn(tiny.cfg.d_model), 0.0)
+    assert resolve_gate(gate, (2, 3)) is gate and resolve_gate(None, (0,)) is None
+    assert resolve_gate(gate, ()) is gate
+    scored = resolve_gate(gate, (1, 3), model=tiny)
+    assert isinstance(scored, PromptScoredGate) and scored.threshold == gate.threshold
+    with pytest.raises(ConvaError, match="pass model="):
+        resolve_gate(gate, (1, 3))
