@@ -80,7 +80,7 @@ def cache_resid_post(
     """Residual stream after each requested block, pooled per text, on CPU.
 
     Args:
-        model: a ``TransformerBridge``.
+        model: a :class:`~conva_tl.model_protocol.HookedModel` (the bridge or a ``FastModel``).
         texts: the sentences (``raw``) or user questions (``chat``).
         layers: block indices to read (default: all).
         pooling: ``"last"`` real token, or ``"mean"`` over real tokens.

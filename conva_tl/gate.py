@@ -449,7 +449,7 @@ def fit_gate(
     """Fit the default gate for a value and measure it on held-out prompts.
 
     Args:
-        model: a ``TransformerBridge``.
+        model: a :class:`~conva_tl.model_protocol.HookedModel` (the bridge or a ``FastModel``).
         value: the value.
         vectors: the value's vectors; the gate's block is then chosen among
             blocks 1..first control layer (so it decides before any steering).

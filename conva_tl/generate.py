@@ -273,7 +273,7 @@ def generate(
     """Answer questions, optionally under an intervention; returns the new text only.
 
     Args:
-        model: a ``TransformerBridge``.
+        model: a :class:`~conva_tl.model_protocol.HookedModel` (the bridge or a ``FastModel``).
         questions: user messages (``chat``) or raw prompts (``raw``).
         intervention: a method from :mod:`conva_tl.methods` (``None`` = base model).
         config: decoding settings; keyword ``overrides`` replace single fields

@@ -49,7 +49,7 @@ def identify(
     """Fit value vectors for several values from one shared activation pass.
 
     Args:
-        model: a ``TransformerBridge``.
+        model: a :class:`~conva_tl.model_protocol.HookedModel` (the bridge or a ``FastModel``).
         values: value names (default: all ten).
         kind: shipped data to use, ``"pairs"`` (context-controlled) or ``"straightforward"``.
         data: your own :class:`ContrastSet` per value instead of shipped data;

@@ -222,7 +222,7 @@ def fit_all(
     """Identify (or reload) value vectors and gates for ``values``; save them.
 
     Args:
-        model: a ``TransformerBridge``.
+        model: a :class:`~conva_tl.model_protocol.HookedModel` (the bridge or a ``FastModel``).
         out_dir: artifact folder (created).
         values: value names.
         settings: identification settings.

@@ -41,7 +41,7 @@ def pv_per_token(
     """P_V(e) of every token of ``text``, read from ``resid_post`` at ``layer``.
 
     Args:
-        model: a ``TransformerBridge``.
+        model: a :class:`~conva_tl.model_protocol.HookedModel` (the bridge or a ``FastModel``).
         text: a sentence (``raw``) or a user question (``chat``).
         vectors: one or several values' probes.
         layer: the layer to read; ``None`` reads each value at its best layer.

@@ -287,7 +287,7 @@ def run_comparison(
     """The main comparison (paper Sec. 4.2, Fig. 2): answer, store, judge, report.
 
     Args:
-        model: a ``TransformerBridge``.
+        model: a :class:`~conva_tl.model_protocol.HookedModel` (the bridge or a ``FastModel``).
         values: values to evaluate.
         methods: names from :data:`COMPARISON_METHODS` (or any method object).
         out_dir: output folder; ``answers.jsonl`` in it makes a rerun resume.
