@@ -206,6 +206,35 @@ def _saved_metadata(folder: Path, names: Sequence[str]) -> dict[str, dict[str, A
     return out
 
 
+def _fitted_otherwise(
+    out: Path,
+    saved: dict[str, dict[str, Any]],
+    model: HookedModel,
+    settings: FitSettings,
+    sets: dict[str, ContrastSet] | None = None,
+) -> dict[str, str]:
+    """``{value: why}`` for saved vectors fitted with another model, data or settings."""
+    sets = sets or {}
+    return {
+        v: reason
+        for v, meta in saved.items()
+        if (
+            reason := _mismatch(
+                meta, model, settings, sets.get(v) or contrast_set(v, settings.kind)
+            )
+        )
+    }
+
+
+def _refuse(out: Path, why: dict[str, str]) -> None:
+    raise ArtifactError(
+        f"{out} already holds vectors fitted otherwise: "
+        + "; ".join(f"{v}: {r}" for v, r in why.items())
+        + ". They are kept: rerun conva fit with --overwrite (fit_all(..., overwrite=True)) "
+        "to replace them, give the same settings to reuse them, or choose another --vectors folder"
+    )
+
+
 def fit_all(
     model: HookedModel,
     out_dir: str | Path,
@@ -248,22 +277,9 @@ def fit_all(
     sets = custom_sets(data, names)
     out = check_output_folder(out_dir)
     saved = _saved_metadata(out, names)
-    why = {
-        v: reason
-        for v, meta in saved.items()
-        if (
-            reason := _mismatch(
-                meta, model, settings, sets.get(v) or contrast_set(v, settings.kind)
-            )
-        )
-    }
+    why = _fitted_otherwise(out, saved, model, settings, sets)
     if why and not overwrite:
-        raise ArtifactError(
-            f"{out} already holds vectors fitted otherwise: "
-            + "; ".join(f"{v}: {r}" for v, r in why.items())
-            + ". They are kept: rerun conva fit with --overwrite (fit_all(..., overwrite=True)) "
-            "to replace them, give the same settings to reuse them, or choose another --vectors folder"
-        )
+        _refuse(out, why)
     have: dict[str, ValueVectors] = {}
     reuse = [v for v in saved if v not in why] if resume else []
     if reuse:
@@ -357,17 +373,27 @@ def load_or_fit(
     values: Sequence[str],
     *,
     settings: FitSettings | None = None,
+    require: FitSettings | None = None,
     progress: bool | None = False,
 ) -> dict[str, ValueVectors]:
     """Vectors for ``values`` from ``folder``; fit (with ``settings``) and save only those it lacks.
 
-    Unlike :func:`fit_all`, vectors already in the folder are used as they
-    are, whatever settings fitted them: the commands that use vectors
-    (``conva steer``, ``conva evaluate``, the analysis scripts) read a user's
-    artifacts and never refit over them. Loading checks them against ``model``.
+    The artifact policy, in one place: vectors already in the folder are never
+    refitted or overwritten here. With ``require=None`` they are used as they are,
+    whatever settings fitted them (``conva steer``, ``conva evaluate``, the
+    analyses with ``--trust-vectors``: a user's artifacts are read, not replaced).
+    With ``require=settings`` a saved value fitted with another model, other data
+    or other settings is an :class:`ArtifactError` that names ``conva fit
+    --overwrite``; missing values are fitted with ``require``. Loading checks the
+    vectors against ``model``.
     """
     folder = Path(folder)
     names = [canonical_value(v) for v in values]
+    if require is not None:
+        why = _fitted_otherwise(folder, _saved_metadata(folder, names), model, require)
+        if why:
+            _refuse(folder, why)
+        settings = require
     manifest = folder / "manifest.json"
     have = check_manifest(manifest, read_json(manifest)) if manifest.is_file() else []
     missing = [v for v in names if v not in have]

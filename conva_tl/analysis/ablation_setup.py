@@ -25,7 +25,7 @@ from conva_tl.errors import ConvaError
 from conva_tl.gate import ActivationGate
 from conva_tl.generate import GenerationConfig
 from conva_tl.model_protocol import HookedModel
-from conva_tl.pipeline import FitSettings, fit_all, load_or_fit, load_or_fit_gates
+from conva_tl.pipeline import FitSettings, load_or_fit, load_or_fit_gates
 from conva_tl.probes import ValueVectors
 from conva_tl.values import canonical_value
 
@@ -86,8 +86,9 @@ class VectorSource:
         folder: pairs vectors live here, straightforward ones in ``folder/straightforward``
             (the layout ``conva evaluate`` uses).
         trust: use whatever vectors the folder holds (any data or settings); otherwise only
-            vectors fitted with the default settings on the shipped data are reused
-            (:func:`conva_tl.pipeline.fit_all` resume) and others are an error.
+            vectors fitted with the default settings on the shipped data are reused and
+            others are an error naming ``conva fit --overwrite``
+            (:func:`conva_tl.pipeline.load_or_fit` with ``require``).
         progress: show fitting progress.
     """
 
@@ -101,11 +102,10 @@ class VectorSource:
         """Vectors (and with ``gates`` the gates) of ``values``; missing ones are fitted and saved."""
         folder = Path(self.folder) if kind == "pairs" else Path(self.folder) / kind
         settings = FitSettings(kind=kind)
-        if not self.trust:
-            return fit_all(
-                model, folder, values, settings=settings, gates=gates, progress=self.progress
-            )
-        vectors = load_or_fit(model, folder, values, settings=settings, progress=self.progress)
+        require = None if self.trust else settings
+        vectors = load_or_fit(
+            model, folder, values, settings=settings, require=require, progress=self.progress
+        )
         gate_map = (
             load_or_fit_gates(model, folder, vectors, progress=self.progress) if gates else {}
         )

@@ -106,3 +106,21 @@ def test_a_partial_fit_keeps_the_folder_summary_of_every_value(tiny, tmp_path):
     assert summary["gate_block"].notna().all()
     settings = json.loads((folder / "fit_settings.json").read_text())
     assert {v: s["C"] for v, s in settings.items()} == {"power": 0.5, "security": 1.0}
+
+
+def test_load_or_fit_require_refuses_vectors_fitted_otherwise(tiny, tmp_path):
+    from conva_tl.errors import ArtifactError
+    from conva_tl.pipeline import FitSettings, fit_all, load_or_fit
+
+    rule = {"threshold": 0.0, "exclude_last": 1, "min_depth": 0.5}
+    folder = tmp_path / "vecs"
+    fit_all(tiny, folder, ["security"], settings=FitSettings(C=1.0, **rule), progress=False)
+    before = (folder / "security.safetensors").read_bytes()
+    trusted = load_or_fit(tiny, folder, ["security"])  # require=None: used as it is
+    assert trusted["security"].metadata["fit_settings"]["C"] == 1.0
+    with pytest.raises(ArtifactError, match="--overwrite") as err:
+        load_or_fit(tiny, folder, ["security"], require=FitSettings(**rule))
+    assert "C=1.0" in str(err.value)
+    assert (folder / "security.safetensors").read_bytes() == before  # nothing refitted
+    same = load_or_fit(tiny, folder, ["security", "power"], require=FitSettings(C=1.0, **rule))
+    assert same["power"].metadata["fit_settings"]["C"] == 1.0  # missing ones fitted with require
