@@ -35,8 +35,9 @@ from conva_tl.analysis.measures import (
 )
 from conva_tl.datasets import load_unrelated
 from conva_tl.errors import ConvaError
-from conva_tl.evaluation.answers import trim_answer
+from conva_tl.evaluation.answers import finished_answer, settings_hash
 from conva_tl.evaluation.capability import answer_start_logprobs
+from conva_tl.evaluation.conditions import method_settings
 from conva_tl.evaluation.devloop import spread_questions
 from conva_tl.evaluation.scoring import judge_labels
 from conva_tl.generate import GenerationConfig, generate
@@ -150,7 +151,9 @@ def measure_method(
         model, ctx.questions, intervention=method, config=config, progress=False, trace=trace
     )
     raw, frame = out if trace else (out, None)
-    answers = [trim_answer(a) for a in raw]
+    finished = [finished_answer(model.tokenizer, a, config.max_new_tokens) for a in raw]
+    answers = [a for a, _ in finished]
+    sid = settings_hash(method_settings(method, model, config))
     logit_v = answer_probe_readings(model, ctx.reference, answers, batch_size=config.batch_size)
     p_v = 1.0 / (1.0 + np.exp(-logit_v))
     nll, n_tok = answer_nll(model, ctx.questions, answers, batch_size=config.batch_size)
@@ -166,18 +169,21 @@ def measure_method(
         {
             "value": ctx.value,
             "setting": name,
+            "method": method.name,
+            "settings_id": sid,
             "qid": qid,
             "question": q,
             "answer": a,
             "raw_answer": r,
+            "hit_limit": h,
             "logit_v": float(lg),
             "p_v": float(p),
             "ppl": float(np.exp(float(s) / int(k))) if int(k) else float("nan"),
             "distinct2": d,
             "words": st[0],
         }
-        for qid, q, a, r, lg, p, s, k, d, st in zip(
-            ctx.qids, ctx.questions, answers, raw, logit_v, p_v, nll, n_tok, d2, stats, strict=True
+        for qid, q, (a, h), r, lg, p, s, k, d, st in zip(
+            ctx.qids, ctx.questions, finished, raw, logit_v, p_v, nll, n_tok, d2, stats, strict=True
         )
     ]
     pv, lv = p_v[~np.isnan(p_v)], logit_v[~np.isnan(logit_v)]

@@ -30,7 +30,15 @@ from typing import Any
 from conva_tl.errors import DataError
 from conva_tl.jsonl import append_lines, read_records
 
-__all__ = ["TRIM_RULE", "trim_answer", "AnswerStore", "settings_hash", "answer_key"]
+__all__ = [
+    "TRIM_RULE",
+    "trim_answer",
+    "hit_token_limit",
+    "finished_answer",
+    "AnswerStore",
+    "settings_hash",
+    "answer_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +71,22 @@ def trim_answer(text: str, *, hit_limit: bool = True) -> str:
         return text
     trimmed = text[: ends[-1].end()].rstrip()
     return trimmed if trimmed else text
+
+
+def hit_token_limit(tokenizer: Any, answer: str, max_new_tokens: int) -> bool:
+    """Did this generation stop at ``max_new_tokens``? (Re-encoding may differ by a token.)"""
+    return len(tokenizer.encode(answer, add_special_tokens=False)) >= max_new_tokens - 1
+
+
+def finished_answer(tokenizer: Any, raw: str, max_new_tokens: int) -> tuple[str, bool]:
+    """``(answer, hit_limit)``: the one rule every command trims a generated answer by.
+
+    An answer that ran into the token limit is cut after its last complete
+    sentence (:func:`trim_answer`); one that ended on its own is only stripped.
+    The evaluation runner and the ablation sweeps both store what this returns.
+    """
+    hit = hit_token_limit(tokenizer, raw, max_new_tokens)
+    return trim_answer(raw, hit_limit=hit), hit
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:

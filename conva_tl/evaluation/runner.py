@@ -36,8 +36,8 @@ from conva_tl.evaluation.answers import (
     TRIM_RULE,
     AnswerStore,
     answer_key,
+    finished_answer,
     settings_hash,
-    trim_answer,
 )
 from conva_tl.evaluation.conditions import (
     COMPARISON_METHODS,
@@ -63,13 +63,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _hit_limit(model: HookedModel, answer: str, config: GenerationConfig) -> bool:
-    """Did this generation stop at ``max_new_tokens``? (Re-encoding may differ by a token.)"""
-    return (
-        len(model.tokenizer.encode(answer, add_special_tokens=False)) >= config.max_new_tokens - 1
-    )
 
 
 def generate_answers(
@@ -119,7 +112,7 @@ def generate_answers(
                     progress=False,
                 )
                 seconds += time.perf_counter() - t0
-                hit = [_hit_limit(model, a, config) for a in raw]
+                done = [finished_answer(model.tokenizer, a, config.max_new_tokens) for a in raw]
                 store.extend(
                     {
                         "value": value,
@@ -127,13 +120,13 @@ def generate_answers(
                         "qid": q.id,
                         "question": q.question,
                         "scenario_type": q.scenario_type,
-                        "answer": trim_answer(a, hit_limit=h),
+                        "answer": answer,
                         "raw_answer": a,
                         "hit_limit": h,
                         "settings": settings,
                         "settings_id": sid,
                     }
-                    for q, a, h in zip(chunk, raw, hit, strict=True)
+                    for q, a, (answer, h) in zip(chunk, raw, done, strict=True)
                 )
                 made += len(chunk)
                 bar.update(1)

@@ -173,6 +173,12 @@ def test_measure_method_base_has_zero_kl_and_sane_measures(tiny, context, monkey
     assert row["distinct2"] == pytest.approx(0.6) and row["words"] == pytest.approx((10 + 6) / 2)
     assert {"answer", "raw_answer", "p_v", "ppl", "distinct2", "qid"} <= set(records[0])
     assert "csr" not in row and "eps_abs" not in row
+    # the evaluation runner's record keys: the same answer gets the same settings_id there
+    from conva_tl.evaluation.answers import settings_hash
+    from conva_tl.evaluation.conditions import method_settings
+
+    assert records[0]["method"] == "base" and records[0]["hit_limit"] is True
+    assert records[0]["settings_id"] == settings_hash(method_settings(Base(), tiny, CFG))
 
 
 def test_sweep_p0_table_and_the_effect_of_p0(tiny):
