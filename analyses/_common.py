@@ -177,6 +177,7 @@ def _generation_options(p: argparse.ArgumentParser) -> None:
 def _judge_options(p: argparse.ArgumentParser) -> None:
     j = p.add_argument_group("judge (optional: CSR/FR)")
     j.add_argument(
+        "--judge-model",
         "--model-judge",
         default=None,
         metavar="NAME",
@@ -272,7 +273,7 @@ def vector_source(args: argparse.Namespace) -> VectorSource:
 def steering_setup(args: argparse.Namespace) -> SteeringSetup:
     """Model, vectors, gates (with ``--gate``), sweep contexts and judge of the options."""
     judge = make_judge(
-        args.model_judge,
+        args.judge_model,
         base_url=args.base_url,
         api_key_env=args.api_key_env,
         cache=args.out / "judge_cache.jsonl",

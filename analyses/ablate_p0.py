@@ -17,7 +17,7 @@ to --out (default out/ablations/p0).
 Usage:
     python analyses/ablate_p0.py [--values tradition stimulation] [--p0 0.6 0.75 0.9 0.95 0.99]
         [--questions 4] [--max-new-tokens 32] [--model NAME] [--vectors out/vectors] [--gate]
-        [--model-judge NAME --base-url URL --api-key-env VAR]
+        [--judge-model NAME --base-url URL --api-key-env VAR]
 """
 
 from __future__ import annotations

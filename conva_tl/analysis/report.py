@@ -48,7 +48,7 @@ JUDGE_FREE_NOTICE = (
     "  kl_value      the same on the value questions: how strongly control acts where it should\n"
     "  ppl           perplexity of the answers under the unsteered model (fluency proxy; lower = more fluent)\n"
     "  distinct2     distinct word-bigram ratio of the answers (repetition proxy; 1 = no repeats)\n"
-    "For CSR/FR add --model-judge NAME [--base-url URL] [--api-key-env VAR]."
+    "For CSR/FR add --judge-model NAME [--base-url URL] [--api-key-env VAR]."
 )
 STEERING_COLUMNS = (
     "value",

@@ -3,7 +3,7 @@
 Loads the subject model, loads the value vectors and gates from ``--vectors`` as
 they are (:func:`conva_tl.pipeline.load_or_fit`: only missing values are
 fitted, vectors already there are never refitted over), builds the judge from
-``--base-url/--model/--api-key-env`` (or ``OPENAI_BASE_URL`` /
+``--base-url/--judge-model/--api-key-env`` (or ``OPENAI_BASE_URL`` /
 ``CONVA_JUDGE_MODEL`` / ``OPENAI_API_KEY``), and runs one of
 :func:`~conva_tl.evaluation.runner.run_comparison`,
 :func:`~conva_tl.evaluation.runner.run_priority` or
@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)"
     )
     judge.add_argument(
-        "--model",
         "--judge-model",
+        "--model",
         dest="judge_model",
         default=None,
         metavar="NAME",

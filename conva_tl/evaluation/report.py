@@ -65,7 +65,7 @@ def judge_notice(kind: str, out_dir: str | Path) -> str:
         "words = answer length, distinct = distinct-word ratio (repetition proxy for fluency).\n"
         "To add CSR and FR, rerun the same command with a judge added; every stored answer is "
         "reused (same --out, values, methods and generation options):\n"
-        f"  conva evaluate {kind} ... --out {out_dir} --base-url URL --model NAME [--api-key-env VAR]\n"
+        f"  conva evaluate {kind} ... --out {out_dir} --base-url URL --judge-model NAME [--api-key-env VAR]\n"
         "  (the key is read from $OPENAI_API_KEY unless --api-key-env names another variable; "
         "OPENAI_BASE_URL and CONVA_JUDGE_MODEL work as defaults; a local server with no key "
         "takes any placeholder, e.g. OPENAI_API_KEY=EMPTY)."

@@ -61,7 +61,7 @@ def test_shared_options_have_one_default(defaults, name):
 def test_steering_scripts_share_generation_and_judge_options(defaults, name):
     args = defaults(name)
     assert (args.questions, args.max_new_tokens, args.unrelated, args.gate) == (4, 32, 16, False)
-    assert args.model_judge is None and args.base_url is None and args.api_key_env is None
+    assert args.judge_model is None and args.base_url is None and args.api_key_env is None
 
 
 @pytest.mark.parametrize("name", [*PROBES, "ablate_data"])

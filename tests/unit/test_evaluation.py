@@ -263,7 +263,9 @@ def test_offline_run_reports_judge_free_measures(tiny, vectors, gates, tmp_path,
         tiny, [VALUE], tmp_path, vectors=vectors, gates=gates, questions_per_value=2, config=CFG
     )
     assert not result.judged and "csr" not in result.table.columns
-    assert "--base-url URL --model NAME" in result.notice and "OPENAI_API_KEY" in result.notice
+    assert (
+        "--base-url URL --judge-model NAME" in result.notice and "OPENAI_API_KEY" in result.notice
+    )
     assert {"p_v", "words", "distinct"} <= set(result.table.columns)
     assert list(result.table.method) == list(conditions.PRIORITY_METHODS)
     assert (tmp_path / "priority.png").is_file() and "No judge configured" in (
