@@ -92,18 +92,18 @@ def _blind(args: argparse.Namespace) -> int:
 
 
 def _readings(model: Any, answers: list[dict[str, Any]], folder: str) -> dict[tuple, float]:
-    """Probe logit of every answer on all ten values (probes that did not steer)."""
+    """Probe logit of every answer on all ten values (probes that did not steer), one pass."""
     from conva_tl.artifacts import load_vectors
-    from conva_tl.evaluation.scoring import probe_readings
+    from conva_tl.evaluation.scoring import readings_on_values
 
     vectors = load_vectors(folder, list(VALUES), model=model)
-    out: dict[tuple, float] = {}
-    for value in VALUES:
-        recs = [{**a, "value": value} for a in answers]
-        got = probe_readings(model, recs, vectors)
-        for a, x in zip(answers, got, strict=True):
-            out[(a["method"], a["qid"], value)] = float(x)
-    return out
+    probes = {v: (vv, vv.best_layer) for v, vv in vectors.items()}
+    got = readings_on_values(model, [a["answer"] for a in answers], probes)
+    return {
+        (a["method"], a["qid"], value): float(got[value][i])
+        for value in VALUES
+        for i, a in enumerate(answers)
+    }
 
 
 def _side_effects(answers: list[dict[str, Any]], readings: dict[tuple, float]) -> dict:

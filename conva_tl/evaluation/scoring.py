@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ __all__ = [
     "answer_stats",
     "distinct_n",
     "answer_probe_readings",
+    "readings_on_values",
     "probe_readings",
     "judge_labels",
     "score_answers",
@@ -93,20 +94,45 @@ def answer_probe_readings(
     the readings compare; a probe that steered the answers reads them as aligned
     whatever a judge says (see :mod:`conva_tl.evaluation.proxy`).
     """
-    out = np.full(len(answers), np.nan)
+    layer = vectors.best_layer if layer is None else layer
+    return readings_on_values(model, answers, {vectors.value: (vectors, layer)}, batch_size)[
+        vectors.value
+    ]
+
+
+def readings_on_values(
+    model: HookedModel,
+    answers: Sequence[str],
+    probes: Mapping[str, tuple[ValueVectors, int]],
+    batch_size: int = 16,
+) -> dict[str, np.ndarray]:
+    """:func:`answer_probe_readings` of the same answers by several probes, one pass per pooling.
+
+    ``probes`` maps a name to ``(vectors, layer)``; every layer the probes need is
+    cached in the same forward pass, so reading answers on ten values costs one
+    pass, not ten. NaN for empty answers.
+    """
     idx = [i for i, a in enumerate(answers) if a.strip()]
+    out = {name: np.full(len(answers), np.nan) for name in probes}
     if not idx:
         return out
-    layer = vectors.best_layer if layer is None else layer
-    acts = cache_resid_post(
-        model,
-        [answers[i] for i in idx],
-        layers=[layer],
-        input_format="raw",
-        batch_size=batch_size,
-        pooling=str(vectors.metadata.get("pooling", "last")),
-    )
-    out[idx] = (acts[0].float() @ vectors.w[layer].float() + vectors.b[layer].float()).numpy()
+    by_pooling: dict[str, list[str]] = {}
+    for name, (vv, _) in probes.items():
+        by_pooling.setdefault(str(vv.metadata.get("pooling", "last")), []).append(name)
+    for pooling, names in by_pooling.items():
+        layers = sorted({probes[n][1] for n in names})
+        acts = cache_resid_post(
+            model,
+            [answers[i] for i in idx],
+            layers=layers,
+            input_format="raw",
+            batch_size=batch_size,
+            pooling=pooling,
+        )
+        for n in names:
+            vv, layer = probes[n]
+            e = acts[layers.index(layer)].float()
+            out[n][idx] = (e @ vv.w[layer].float() + vv.b[layer].float()).numpy()
     return out
 
 

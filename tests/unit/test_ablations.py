@@ -431,3 +431,25 @@ def test_resolve_gate_is_the_one_rule(tiny):
     assert isinstance(scored, PromptScoredGate) and scored.threshold == gate.threshold
     with pytest.raises(ConvaError, match="pass model="):
         resolve_gate(gate, (1, 3))
+
+
+def test_readings_on_values_is_one_pass_with_the_per_value_numbers(tiny, monkeypatch):
+    import conva_tl.evaluation.scoring as scoring
+
+    answers = ["I locked the door.", " ", "Should I save my bonus?"]
+    probes = {"a": (make_vectors(tiny, seed=1), 1), "b": (make_vectors(tiny, seed=2), 2)}
+    calls = []
+    real = scoring.cache_resid_post
+
+    def counting(*args, **kw):
+        calls.append(kw["layers"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(scoring, "cache_resid_post", counting)
+    got = scoring.readings_on_values(tiny, answers, probes)
+    assert calls == [[1, 2]]  # one forward pass for both probes
+    monkeypatch.setattr(scoring, "cache_resid_post", real)
+    for name, (x, layer) in probes.items():
+        want = answer_probe_readings(tiny, x, answers, layer=layer)
+        np.testing.assert_allclose(got[name], want, atol=1e-5)
+        assert np.isnan(got[name][1])
