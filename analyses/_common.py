@@ -23,9 +23,9 @@ from typing import Any
 import pandas as pd
 
 from conva_tl.analysis import (
-    AblationReport,
     ProbeData,
     ProbeSweep,
+    Report,
     SteeringSetup,
     VectorSource,
     ablation_setup,
@@ -34,12 +34,12 @@ from conva_tl.analysis import (
     probe_layers,
     set_threads,
 )
-from conva_tl.analysis.report import run_record
 from conva_tl.errors import ConvaError
 from conva_tl.evaluation.annotation import judged_by_text
 from conva_tl.generate import GenerationConfig
-from conva_tl.pipeline import load_or_fit
 from conva_tl.probes import DEFAULT_C, ValueVectors
+from conva_tl.report import run_record
+from conva_tl.store import ArtifactStore
 from conva_tl.values import VALUES
 
 #: Two values the embedded model's default rule (conva_tl.probes.LayerRule) controls at many layers
@@ -305,7 +305,7 @@ def probe_sweep(args: argparse.Namespace, model: Any) -> ProbeSweep:
     )
 
 
-def with_judged(report: AblationReport, label_files: list[Path]) -> AblationReport:
+def with_judged(report: Report, label_files: list[Path]) -> Report:
     """Add ``judged.csv``: judged CSR/FR of the report's answers already labelled blind."""
     answers = report.extra.get("answers")
     if not label_files or answers is None or answers.empty:
@@ -320,7 +320,7 @@ def with_judged(report: AblationReport, label_files: list[Path]) -> AblationRepo
     return dataclasses.replace(report, text=text, extra={**report.extra, "judged": judged})
 
 
-def finish(args: argparse.Namespace, model: Any, report: AblationReport) -> int:
+def finish(args: argparse.Namespace, model: Any, report: Report) -> int:
     """Print the report, write it to ``--out`` with ``run.json``, print the paths."""
     report = with_judged(report, list(getattr(args, "labels", [])))
     print(report.text)
@@ -331,7 +331,7 @@ def finish(args: argparse.Namespace, model: Any, report: AblationReport) -> int:
 
 def probe_report(
     args: argparse.Namespace,
-    make: Callable[..., AblationReport],
+    make: Callable[..., Report],
     **options: Any,
 ) -> int:
     """Run a report of :mod:`conva_tl.analysis.probe_reports` on the options; print and write it.
@@ -348,10 +348,10 @@ def fitted_vectors(args: argparse.Namespace) -> tuple[Any, dict[str, ValueVector
     Vectors there are used as they are; missing ones are fitted and saved there (no gates).
     """
     model = subject(args)
-    return model, load_or_fit(model, args.vectors, args.values or VALUES)
+    return model, ArtifactStore(args.vectors).vectors(model, args.values or VALUES)
 
 
-def show(out: Path, report: AblationReport) -> int:
+def show(out: Path, report: Report) -> int:
     """Print the report, write it to ``out`` (no ``run.json``) and print one line per path."""
     print(report.text)
     print("\n" + "\n".join(f"wrote {p}" for p in report.write(out)))

@@ -27,6 +27,7 @@ from conva_tl.multi import LeastNormSolver, min_norm_push
 from conva_tl.multi_conva import MultiConVA
 from conva_tl.pipeline import FitSettings, fit_all, make_method, summary_table
 from conva_tl.probes import LayerRule, LinearProbe, ValueVectors, fit_probes
+from conva_tl.store import ArtifactStore
 from conva_tl.values import VALUES, canonical_value, get_value
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "MultiConVA",
     "LeastNormSolver",
     "min_norm_push",
+    "ArtifactStore",
     "FitSettings",
     "fit_all",
     "make_method",

@@ -104,7 +104,8 @@ def _all() -> tuple[str, ...]:
 
 def _cmd_steer(args: argparse.Namespace) -> int:
     from conva_tl.model import load_model
-    from conva_tl.pipeline import load_or_fit, load_or_fit_gates, make_method
+    from conva_tl.pipeline import make_method
+    from conva_tl.store import ArtifactStore
     from conva_tl.values import canonical_value
 
     if len(args.value) > 1 or any(op in args.value[0] for op in "=<>"):
@@ -117,9 +118,10 @@ def _cmd_steer(args: argparse.Namespace) -> int:
     names = [m.strip() for m in args.method.split(",")]
     if any(m not in ("base", "ica") for m in names):
         # The folder's vectors are used as they are; only a missing value is fitted.
-        vectors = load_or_fit(model, args.vectors, [value], progress=True)
+        store = ArtifactStore(args.vectors)
+        vectors = store.vectors(model, [value], progress=True)
         if any(m in ("conva", "conva-per-prompt") for m in names):
-            gates = load_or_fit_gates(model, args.vectors, vectors, progress=True)
+            gates = store.gates(model, vectors, progress=True)
     for name in names:
         method = make_method(
             name, value, vectors.get(value), gates.get(value), p0=args.p0, caa_coef=args.caa_coef
@@ -142,7 +144,7 @@ def _cmd_steer_multi(args: argparse.Namespace) -> int:
     from conva_tl.methods import Base
     from conva_tl.model import load_model
     from conva_tl.multi_conva import MultiConVA, parse_requests
-    from conva_tl.pipeline import load_or_fit, load_or_fit_gates
+    from conva_tl.store import ArtifactStore
 
     targets, caps = parse_requests(args.value, args.p0)
     names = [m.strip() for m in args.method.split(",")]
@@ -151,10 +153,9 @@ def _cmd_steer_multi(args: argparse.Namespace) -> int:
     _check_steer_args(args)
     model = load_model(args.model, device=args.device)
     values = sorted({*targets, *caps})
-    vectors = load_or_fit(model, args.vectors, values, progress=True)
-    gates = (
-        load_or_fit_gates(model, args.vectors, vectors, progress=True) if "conva" in names else {}
-    )
+    store = ArtifactStore(args.vectors)
+    vectors = store.vectors(model, values, progress=True)
+    gates = store.gates(model, vectors, progress=True) if "conva" in names else {}
     for name in names:
         method: Any = Base()
         if name != "base":

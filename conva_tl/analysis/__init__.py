@@ -13,7 +13,7 @@ sweeps) with the judge-free measures of :mod:`~conva_tl.analysis.measures`;
 :mod:`~conva_tl.analysis.probe_reports` run them from a
 :class:`~conva_tl.analysis.ablation_setup.SteeringSetup` or a
 :class:`~conva_tl.analysis.probe_reports.ProbeSweep` into an
-:class:`~conva_tl.analysis.report.AblationReport` that ``analyses/ablate_*.py``
+:class:`~conva_tl.report.Report` that ``analyses/ablate_*.py``
 prints and writes. The reports on value vectors and context words
 (:mod:`~conva_tl.analysis.vector_reports`, :mod:`~conva_tl.analysis.context_word_report`)
 draw with :mod:`conva_tl.plotting`, which imports this package; import them from
@@ -59,8 +59,8 @@ from conva_tl.analysis.context_words import (
     ContextWordReport,
     context_word_report,
     context_word_table,
+    context_word_text,
     context_words,
-    format_table,
     index_matched_overlap,
     load_sides,
     main_context_words,
@@ -94,7 +94,6 @@ from conva_tl.analysis.probe_reports import (
     pooling_report,
     train_size_report,
 )
-from conva_tl.analysis.report import AblationReport
 from conva_tl.analysis.steering_reports import (
     control_mode_report,
     data_report,
@@ -111,6 +110,7 @@ from conva_tl.analysis.structure import (
     procrustes_to_circle,
     structure_by_layer,
 )
+from conva_tl.report import Report
 
 __all__ = [
     "KINDS",
@@ -119,7 +119,7 @@ __all__ = [
     "context_word_report",
     "context_word_table",
     "context_words",
-    "format_table",
+    "context_word_text",
     "index_matched_overlap",
     "load_sides",
     "main_context_words",
@@ -174,7 +174,7 @@ __all__ = [
     "limit_contrast_set",
     "ProbeSweep",
     "View",
-    "AblationReport",
+    "Report",
     "calibration_report",
     "input_format_report",
     "pooling_report",

@@ -14,13 +14,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from conva_tl.probes import LayerRule, ValueVectors
+from conva_tl.report import new_figure
 
 __all__ = [
-    "new_figure",
     "plot_measures",
     "plot_transfer",
     "plot_layer_accuracy",
@@ -28,13 +27,6 @@ __all__ = [
     "plot_train_size",
     "plot_calibration",
 ]
-
-
-def new_figure(width: float, height: float) -> Figure:
-    """An empty figure with an Agg canvas (savefig works without pyplot)."""
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _finish(fig: Figure, title: str) -> Figure:

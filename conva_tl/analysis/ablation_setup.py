@@ -22,11 +22,12 @@ import torch
 
 from conva_tl.analysis.sweep_context import SweepContext, prepare_context
 from conva_tl.errors import ConvaError
+from conva_tl.fit_settings import FitSettings
 from conva_tl.gate import ActivationGate
 from conva_tl.generate import GenerationConfig
 from conva_tl.model_protocol import HookedModel
-from conva_tl.pipeline import FitSettings, load_or_fit, load_or_fit_gates
 from conva_tl.probes import ValueVectors
+from conva_tl.store import ArtifactStore
 from conva_tl.values import canonical_value
 
 __all__ = [
@@ -88,7 +89,7 @@ class VectorSource:
         trust: use whatever vectors the folder holds (any data or settings); otherwise only
             vectors fitted with the default settings on the shipped data are reused and
             others are an error naming ``conva fit --overwrite``
-            (:func:`conva_tl.pipeline.load_or_fit` with ``require``).
+            (:meth:`conva_tl.store.ArtifactStore.vectors` with ``require``).
         progress: show fitting progress.
     """
 
@@ -103,12 +104,11 @@ class VectorSource:
         folder = Path(self.folder) if kind == "pairs" else Path(self.folder) / kind
         settings = FitSettings(kind=kind)
         require = None if self.trust else settings
-        vectors = load_or_fit(
-            model, folder, values, settings=settings, require=require, progress=self.progress
+        store = ArtifactStore(folder)
+        vectors = store.vectors(
+            model, values, settings=settings, require=require, progress=self.progress
         )
-        gate_map = (
-            load_or_fit_gates(model, folder, vectors, progress=self.progress) if gates else {}
-        )
+        gate_map = store.gates(model, vectors, progress=self.progress) if gates else {}
         return vectors, gate_map
 
 

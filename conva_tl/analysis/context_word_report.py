@@ -1,7 +1,7 @@
 """The frequent context word analysis (paper Sec. 3.1, Tab. 2) as a report with its figure.
 
 :func:`context_words_report` runs :func:`conva_tl.analysis.context_words.context_word_table`
-on the shipped data and returns an :class:`~conva_tl.analysis.report.AblationReport`
+on the shipped data and returns an :class:`~conva_tl.report.Report`
 (``context_words.csv``, ``context_words.png``: common top-k words per value and
 data kind) for ``analyses/context_words.py`` to print and write.
 """
@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from conva_tl.analysis.ablation_plots import new_figure
-from conva_tl.analysis.context_words import KINDS, context_word_table, format_table
-from conva_tl.analysis.report import AblationReport
+from conva_tl.analysis.context_words import KINDS, context_word_table, context_word_text
+from conva_tl.report import Report, new_figure
 from conva_tl.values import VALUES, canonical_value
 
 __all__ = ["KIND_LABELS", "plot_common_words", "context_words_report"]
@@ -54,14 +53,14 @@ def plot_common_words(df: pd.DataFrame, top_k: int) -> Figure:
 
 def context_words_report(
     values: Sequence[str] | None = None, kinds: Sequence[str] = KINDS, *, top_k: int = 25
-) -> AblationReport:
+) -> Report:
     """The context word table of ``values`` (default: all ten) x ``kinds``, printed fixed-width."""
     names = [canonical_value(v) for v in values] if values else list(VALUES)
     df = context_word_table(names, kinds, top_k=top_k)
-    return AblationReport(
+    return Report(
         "context_words",
         df,
-        format_table(df),
+        context_word_text(df),
         figures={"context_words.png": lambda: plot_common_words(df, top_k)},
         dpi=150,
     )

@@ -15,7 +15,7 @@ This module reproduces that analysis on the data that
   :class:`ContextWordReport`;
 * :func:`pair_overlap` scores how much of a context-controlled pair is shared
   (the pair-quality metric, see :func:`text_overlap`);
-* :func:`context_word_table` and :func:`format_table` run both over the shipped
+* :func:`context_word_table` and :func:`context_word_text` run both over the shipped
   data, one row per value and data kind; :func:`main_context_words` is the
   ``conva context-words`` command.
 
@@ -69,7 +69,7 @@ __all__ = [
     "load_sides",
     "context_word_report",
     "context_word_table",
-    "format_table",
+    "context_word_text",
     "main_context_words",
 ]
 
@@ -425,7 +425,7 @@ _HEADERS = {
 }
 
 
-def format_table(df: pd.DataFrame) -> str:
+def context_word_text(df: pd.DataFrame) -> str:
     """Fixed-width text of a :func:`context_word_table` frame, numbers right-aligned."""
     columns = list(df.columns)
     cells: list[list[str]] = [[_HEADERS.get(c, c) for c in columns]]
@@ -473,7 +473,7 @@ def main_context_words(argv: list[str] | None = None) -> int:
     except ConvaError as exc:
         print(f"conva context-words: error: {exc}", file=sys.stderr)
         return 2
-    print(format_table(df))
+    print(context_word_text(df))
     if args.csv is not None:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.csv, index=False)

@@ -4,7 +4,7 @@ Each function encodes the values' contrast sets once per view through the
 activation cache (:class:`~conva_tl.analysis.activation_cache.ProbeData`),
 runs a probe sweep of :mod:`conva_tl.analysis.probe_sweeps` or
 :mod:`conva_tl.analysis.calibration` on the layers of a :class:`ProbeSweep`,
-and returns an :class:`~conva_tl.analysis.report.AblationReport` (tables,
+and returns an :class:`~conva_tl.report.Report` (tables,
 figure, text) for ``analyses/ablate_*.py`` to print and write. None needs
 generation or a judge.
 """
@@ -27,10 +27,10 @@ from conva_tl.analysis.probe_sweeps import (
     transfer_summary,
     transfer_table,
 )
-from conva_tl.analysis.report import AblationReport, format_table
 from conva_tl.errors import ConvaError
 from conva_tl.model_protocol import HookedModel
 from conva_tl.probes import DEFAULT_C, LayerRule
+from conva_tl.report import Report, columns_text
 from conva_tl.values import canonical_value
 
 __all__ = [
@@ -136,18 +136,18 @@ TRANSFER_ABLATIONS: dict[str, tuple[Mapping[str, View], str, str, str]] = {
 
 def transfer_report(
     name: str, model: HookedModel, values: Sequence[str], sweep: ProbeSweep
-) -> AblationReport:
+) -> Report:
     """A transfer ablation of :data:`TRANSFER_ABLATIONS`: probes fitted on each view, tested on all."""
     views, label, unit, figure_title = TRANSFER_ABLATIONS[name]
     df = view_transfer(model, values, sweep, views)
     summary = transfer_summary(df, int(model.cfg.n_layers))
-    text = format_table(
+    text = columns_text(
         summary,
         list(summary.columns),
         title=f"{label}: held-out accuracy (probe fitted on `train` {unit}, tested on `test` "
         f"{unit}; best_layer = best layer of train->train):",
     )
-    return AblationReport(
+    return Report(
         name,
         df,
         text + "\n\nJudge-free by design: probe accuracy only.",
@@ -156,14 +156,12 @@ def transfer_report(
     )
 
 
-def pooling_report(model: HookedModel, values: Sequence[str], sweep: ProbeSweep) -> AblationReport:
+def pooling_report(model: HookedModel, values: Sequence[str], sweep: ProbeSweep) -> Report:
     """Last-token vs mean-pooled probes, each tested on both poolings."""
     return transfer_report("pooling", model, values, sweep)
 
 
-def input_format_report(
-    model: HookedModel, values: Sequence[str], sweep: ProbeSweep
-) -> AblationReport:
+def input_format_report(model: HookedModel, values: Sequence[str], sweep: ProbeSweep) -> Report:
     """Probes on raw vs chat-formatted sentences, each tested on both formats."""
     return transfer_report("input_format", model, values, sweep)
 
@@ -176,7 +174,7 @@ def train_size_report(
     fractions: Sequence[float] = (0.2, 0.4, 0.6, 0.8, 1.0),
     repeats: int = 2,
     rule: LayerRule | None = None,
-) -> AblationReport:
+) -> Report:
     """Probes on a share of the training pairs (paper Appx. B), compared with the full and released fits."""
     rule = rule or LayerRule()
     layers = list(sweep.layers)
@@ -203,13 +201,13 @@ def train_size_report(
     df = pd.concat(frames)
     summary = train_size_summary(df, int(model.cfg.n_layers), rule=rule)
     step = "-" if sweep.layer_step is None else sweep.layer_step
-    text = format_table(
+    text = columns_text(
         summary,
         list(summary.columns),
         title=f"Training-set size (layers {layers[0]}..{layers[-1]} "
         f"step {step}; {repeats} draws per fraction):",
     )
-    return AblationReport(
+    return Report(
         "train_size",
         df,
         text + "\n\nJudge-free by design: probe accuracy and vector direction only.",
@@ -227,7 +225,7 @@ def calibration_report(
     folds: int = 5,
     p0: float = 0.9,
     standardize: bool = True,
-) -> AblationReport:
+) -> Report:
     """Grouped k-fold calibration of the probes over C (:mod:`conva_tl.analysis.calibration`)."""
     layers = list(sweep.layers)
     frames = []
@@ -253,7 +251,7 @@ def calibration_report(
         .mean()
         .reset_index()
     )
-    text = format_table(
+    text = columns_text(
         summary,
         list(summary.columns),
         title=f"Probe calibration ({folds}-fold grouped CV, mean over "
@@ -262,7 +260,7 @@ def calibration_report(
     scale = " on standardized activations" if standardize else " on raw activations"
     text += f"\n\nbest-calibrated C (lowest mean log-loss): {best_C(df):g}{scale}"
     text += "\nJudge-free by design: probe calibration only."
-    return AblationReport(
+    return Report(
         "calibration",
         df,
         text,

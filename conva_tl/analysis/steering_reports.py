@@ -3,7 +3,7 @@
 Each function runs a sweep of :mod:`conva_tl.analysis.steering_sweeps` (or
 :func:`~conva_tl.analysis.gate_sweep.gate_sweep`) on a
 :class:`~conva_tl.analysis.ablation_setup.SteeringSetup` and returns an
-:class:`~conva_tl.analysis.report.AblationReport`: the table, every answer,
+:class:`~conva_tl.report.Report`: the table, every answer,
 figures of :mod:`conva_tl.analysis.ablation_plots` and a text summary with
 CSR/FR when a judge is configured, else the judge-free measures.
 ``analyses/ablate_*.py`` print and write them.
@@ -26,15 +26,6 @@ from conva_tl.analysis.ablation_setup import SteeringSetup
 from conva_tl.analysis.gate_sweep import gate_sweep
 from conva_tl.analysis.probe_reports import DATA_VIEWS, ProbeSweep, view_transfer
 from conva_tl.analysis.probe_sweeps import transfer_summary
-from conva_tl.analysis.report import (
-    EPS_COLUMNS,
-    EPS_NOTE,
-    STEERING_COLUMNS,
-    AblationReport,
-    format_table,
-    judge_status,
-    steering_metrics,
-)
 from conva_tl.analysis.steering_sweeps import (
     LAYER_THRESHOLDS,
     sweep_control_mode,
@@ -48,6 +39,7 @@ from conva_tl.evaluation import mc_prompt
 from conva_tl.gate import ActivationGate
 from conva_tl.pipeline import DEFAULT_P0
 from conva_tl.probes import LayerRule, ValueVectors
+from conva_tl.report import Report, columns_text, judge_status
 
 __all__ = [
     "P0_GRID",
@@ -57,7 +49,49 @@ __all__ = [
     "control_mode_report",
     "data_report",
     "g0_report",
+    "STEERING_COLUMNS",
+    "steering_metrics",
 ]
+
+#: The columns of a steering sweep's table, in print order.
+
+STEERING_COLUMNS = (
+    "value",
+    "setting",
+    "csr",
+    "fr",
+    "logit_v",
+    "p_v",
+    "p_v_pos",
+    "kl_value",
+    "kl_unrelated",
+    "kl_unrelated_max",
+    "ppl",
+    "distinct2",
+    "words",
+)
+#: The judge-free panels of a steering figure: (column, label).
+STEERING_METRICS = (
+    ("logit_v", "probe logit of answers (higher = aligned)"),
+    ("kl_unrelated", "KL(base||steered), unrelated prompts"),
+    ("ppl", "answer perplexity under base (lower = fluent)"),
+    ("distinct2", "distinct-2 ratio (1 = no repeats)"),
+)
+#: The judged panels: (column, label).
+JUDGE_METRICS = (("csr", "control success rate (CSR)"), ("fr", "fluency rate (FR)"))
+#: How much control a setting applied, from the generation trace.
+EPS_COLUMNS = ("moved", "eps_abs", "eps_abs_generated", "p_before", "saturated")
+EPS_NOTE = (
+    "control applied (from the generation trace): moved = share of (token, layer) cells shifted; "
+    "eps_abs = mean |eps| over all cells; eps_abs_generated = over generated tokens; "
+    "p_before = mean P_V before control; saturated = share of cells with P_V < 0.01 or > 0.99 before control"
+)
+
+
+def steering_metrics(judged: bool) -> list[tuple[str, str]]:
+    """The panels of a steering figure: CSR/FR and two judge-free measures, or all four judge-free."""
+    return [*JUDGE_METRICS, *STEERING_METRICS[:2]] if judged else list(STEERING_METRICS)
+
 
 #: Target probabilities of the P0 ablation.
 P0_GRID = (0.6, 0.75, 0.9, 0.95, 0.99)
@@ -76,16 +110,16 @@ def _columns(*first: str) -> list[str]:
 
 def _steering_report(
     name: str, res: SweepResult, text: list[str], figures: dict[str, Any], **extra: pd.DataFrame
-) -> AblationReport:
+) -> Report:
     text.append(judge_status(res.judged))
-    return AblationReport(
+    return Report(
         name, res.table, "\n".join(text), extra={**extra, "answers": res.answers}, figures=figures
     )
 
 
 def p0_report(
     s: SteeringSetup, p0s: Sequence[float] = P0_GRID, *, mode: str = "per_token"
-) -> AblationReport:
+) -> Report:
     """ConVA at each target probability P0 next to the unsteered base (paper Appx. I)."""
     res = sweep_p0(
         s.model,
@@ -98,7 +132,7 @@ def p0_report(
         judge=s.judge,
     )
     title = f"P0 sweep ({mode}, {s.describe()}; {_size(s)} per setting):"
-    text = [format_table(res.table, _columns("p0"), title=title), EPS_NOTE]
+    text = [columns_text(res.table, _columns("p0"), title=title), EPS_NOTE]
     metrics = steering_metrics(res.judged)
     figure_title = "ConVA target probability P0 (dashed: unsteered base)"
     figures = {"p0.png": lambda: plot_measures(res.table, "p0", metrics, title=figure_title)}
@@ -111,7 +145,7 @@ def layers_report(
     *,
     rule: LayerRule | None = None,
     p0: float = DEFAULT_P0,
-) -> AblationReport:
+) -> Report:
     """ConVA on each layer set of :func:`~conva_tl.analysis.steering_sweeps.layer_settings` (Sec. 3.2).
 
     ``rule`` gives the default threshold and the excluded last layers (default :class:`LayerRule`).
@@ -130,7 +164,7 @@ def layers_report(
         judge=s.judge,
     )
     title = f"Layer sweep (P0 {p0:g}, {s.describe()}; {_size(s)} per setting):"
-    text = [format_table(res.table, _columns("n_layers", "layers"), title=title), EPS_NOTE]
+    text = [columns_text(res.table, _columns("n_layers", "layers"), title=title), EPS_NOTE]
     metrics = steering_metrics(res.judged)
     shown = sorted(set(thresholds) | {rule.threshold})
     figures = {
@@ -159,7 +193,7 @@ CONTROL_MODE_EPS = (
 )
 
 
-def control_mode_report(s: SteeringSetup, *, p0: float = DEFAULT_P0) -> AblationReport:
+def control_mode_report(s: SteeringSetup, *, p0: float = DEFAULT_P0) -> Report:
     """Per-token control (the paper) vs one eps per prompt (the authors' code), with the base."""
     res = sweep_control_mode(
         s.model,
@@ -173,7 +207,7 @@ def control_mode_report(s: SteeringSetup, *, p0: float = DEFAULT_P0) -> Ablation
     )
     title = f"Control mode (P0 {p0:g}, {s.describe()}; {_size(s)}):"
     text = [
-        format_table(res.table, [*STEERING_COLUMNS, *CONTROL_MODE_EPS], title=title),
+        columns_text(res.table, [*STEERING_COLUMNS, *CONTROL_MODE_EPS], title=title),
         "eps_abs*: mean |eps| per traced (token, layer) cell, all / prompt tokens / generated tokens; "
         "moved: share of cells with eps != 0",
     ]
@@ -190,7 +224,7 @@ def control_mode_report(s: SteeringSetup, *, p0: float = DEFAULT_P0) -> Ablation
     return _steering_report("control_mode", res, text, figures)
 
 
-def data_report(s: SteeringSetup, sweep: ProbeSweep, *, p0: float = DEFAULT_P0) -> AblationReport:
+def data_report(s: SteeringSetup, sweep: ProbeSweep, *, p0: float = DEFAULT_P0) -> Report:
     """Pairs vs straightforward data (paper Sec. 4.2): probe transfer, then steering with each.
 
     The straightforward vectors come from ``s.source``'s ``straightforward`` folder
@@ -203,13 +237,13 @@ def data_report(s: SteeringSetup, sweep: ProbeSweep, *, p0: float = DEFAULT_P0) 
         s.model, s.contexts, s.vectors, sf, config=s.config, p0=p0, gates=s.gates, judge=s.judge
     )
     text = [
-        format_table(
+        columns_text(
             tsum,
             list(tsum.columns),
             title="Probe accuracy across data (fitted on `train`, tested on "
             "`test`'s held-out split; best_layer = best layer of train->train):",
         ),
-        format_table(
+        columns_text(
             res.table,
             ["value", "setting", "n_layers", *STEERING_COLUMNS[2:]],
             title=f"Steering with vectors from each data set (P0 {p0:g}, "
@@ -243,7 +277,7 @@ def g0_report(
     n_mc: int = 16,
     p0: float = DEFAULT_P0,
     batch_size: int = 8,
-) -> AblationReport:
+) -> Report:
     """The gate threshold g0 (paper Eq. 5, Appx. I) on the value's eval questions, unrelated and MC prompts.
 
     The unrelated prompts are the gate's own training negatives (they flatter it); the
@@ -271,13 +305,13 @@ def g0_report(
         )
     table, score_df, auroc = pd.concat(tables), pd.concat(scores), pd.concat(aurocs)
     text = [
-        format_table(
+        columns_text(
             table,
             list(table.columns),
             title=f"Gate threshold sweep (ConVA P0 {p0:g}; open = share of "
             "prompts with score > g0; kl = mean KL(base || steered) at the answer start, nats):",
         ),
-        format_table(
+        columns_text(
             auroc,
             list(auroc.columns),
             title="Gate AUROC, value questions vs each negative set "
@@ -286,7 +320,7 @@ def g0_report(
         "\nJudge-free by design: this sweep measures gating and the KL cost only (no generation).",
     ]
     fitted = {v: gates[v].threshold for v in vectors}
-    return AblationReport(
+    return Report(
         "g0",
         table,
         "\n".join(text),

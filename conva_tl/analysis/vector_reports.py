@@ -5,7 +5,7 @@
 :func:`value_structure_report` compares the vectors with Schwartz's circumplex
 layer by layer (:mod:`conva_tl.analysis.structure`) and draws the figures of
 :mod:`conva_tl.plotting`. Both return an
-:class:`~conva_tl.analysis.report.AblationReport` for ``analyses/logit_lens.py``
+:class:`~conva_tl.report.Report` for ``analyses/logit_lens.py``
 and ``analyses/value_structure.py`` to print and write.
 """
 
@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 
 from conva_tl.analysis.logit_lens import decode_vectors, format_logit_lens
-from conva_tl.analysis.report import AblationReport
 from conva_tl.analysis.structure import (
     circumplex_order,
     circumplex_test,
@@ -36,6 +35,7 @@ from conva_tl.plotting import (
     plot_structure_by_layer,
 )
 from conva_tl.probes import ValueVectors
+from conva_tl.report import Report
 from conva_tl.values import VALUES
 
 __all__ = [
@@ -67,7 +67,7 @@ def logit_lens_report(
     k: int = 10,
     use: str = "v",
     apply_final_norm: bool = True,
-) -> AblationReport:
+) -> Report:
     """Top and bottom ``k`` tokens of each value at its best layer and at ``layers``.
 
     ``layers`` defaults to :func:`default_lens_layers`. The table (``logit_lens.csv``)
@@ -87,7 +87,7 @@ def logit_lens_report(
         text += [f"\n== layer {layer} ==", format_logit_lens(chosen[chosen["layer"] == layer])]
     df = pd.concat([best, chosen]).drop_duplicates(["value", "layer", "side", "rank"])
     df = df.sort_values(["value", "layer", "side", "rank"], key=_value_then_natural)
-    return AblationReport("logit_lens", df.reset_index(drop=True), "\n".join(text))
+    return Report("logit_lens", df.reset_index(drop=True), "\n".join(text))
 
 
 #: The per-layer statistics :func:`value_structure_report` prints.
@@ -113,7 +113,7 @@ def value_structure_report(
     n_permutations: int = 10000,
     seed: int = 0,
     top: int = 5,
-) -> AblationReport:
+) -> Report:
     """Circumplex structure of the value vectors at every layer, with heatmaps and MDS.
 
     Args:
@@ -173,7 +173,7 @@ def value_structure_report(
         "p_value": fit["p_value"],
         "reflected": fit["reflected"],
     }
-    return AblationReport(
+    return Report(
         "structure_by_layer",
         df.reset_index(),
         "\n".join(text),

@@ -5,7 +5,7 @@
 * :mod:`.runner` - :func:`run_comparison` (Fig. 2) and :func:`run_priority` (Fig. 4).
 * :mod:`.scoring` - CSR/FR from a :class:`conva_tl.judge.Judge`, judge-free measures.
 * :mod:`.capability` - MC accuracy, gate scores and next-token KL (Tab. 5, Fig. 3).
-* :mod:`.report` - tables, figures, the offline notice.
+* :mod:`.figures` - the evaluation's figures (tables, JSON and notices: :mod:`conva_tl.report`).
 * :mod:`.cli` - ``conva evaluate`` (:func:`main_evaluate`).
 * :mod:`.annotation` - blinded files for two human annotators, label join,
   raw agreement and Cohen's kappa (the judged loop without a judge API).
@@ -35,12 +35,7 @@ from conva_tl.evaluation.conditions import (
     method_settings,
     opposite_prompt,
 )
-from conva_tl.evaluation.report import (
-    judge_notice,
-    plot_comparison,
-    plot_gate_histograms,
-    plot_priority,
-)
+from conva_tl.evaluation.figures import plot_comparison, plot_gate_histograms, plot_priority
 from conva_tl.evaluation.runner import (
     EvaluationResult,
     generate_answers,
@@ -63,7 +58,6 @@ __all__ = [
     "next_token_kl",
     "run_capability",
     "main_evaluate",
-    "judge_notice",
     "plot_comparison",
     "plot_gate_histograms",
     "plot_priority",

@@ -44,6 +44,7 @@ from conva_tl.model_protocol import HookedModel
 from conva_tl.pipeline import DEFAULT_P0, make_method
 from conva_tl.probes import ValueVectors
 from conva_tl.prompts import format_chat
+from conva_tl.report import Report
 from conva_tl.tokens import iter_batches, token_positions
 from conva_tl.values import canonical_value
 
@@ -203,7 +204,7 @@ def run_capability(
     Writes ``mc.csv``, ``kl.csv``, ``gate_scores.csv``, ``capability.txt`` and
     ``gate_scores.png`` to ``out_dir``.
     """
-    from conva_tl.evaluation.report import plot_gate_histograms
+    from conva_tl.evaluation.figures import plot_gate_histograms
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -286,21 +287,27 @@ def run_capability(
         pd.DataFrame(kl_rows),
         pd.DataFrame(gate_rows, columns=["value", "set", "score", "threshold"]),
     )
+    gate_frame = result.gate
+    report = Report(
+        "mc",
+        result.mc,
+        format_capability(result),
+        extra={"kl": result.kl, "gate_scores": gate_frame},
+        figures={"gate_scores.png": lambda: plot_gate_histograms(gate_frame)}
+        if len(gate_frame)
+        else {},
+        text_file="capability.txt",
+        dpi=130,
+    )
+    report.write(out)
     result.paths = {
         "mc": out / "mc.csv",
         "kl": out / "kl.csv",
         "gate": out / "gate_scores.csv",
         "table": out / "capability.txt",
-        "figure": out / "gate_scores.png",
     }
-    result.mc.to_csv(result.paths["mc"], index=False)
-    result.kl.to_csv(result.paths["kl"], index=False)
-    result.gate.to_csv(result.paths["gate"], index=False)
-    result.paths["table"].write_text(format_capability(result) + "\n")
-    if len(result.gate):
-        plot_gate_histograms(result.gate, result.paths["figure"])
-    else:
-        del result.paths["figure"]
+    if len(gate_frame):
+        result.paths["figure"] = out / "gate_scores.png"
     return result
 
 

@@ -1,7 +1,7 @@
 """``conva evaluate comparison|priority|capability``: the evaluation stage as a command.
 
 Loads the subject model, loads the value vectors and gates from ``--vectors`` as
-they are (:func:`conva_tl.pipeline.load_or_fit`: only missing values are
+they are (:meth:`conva_tl.store.ArtifactStore.vectors`: only missing values are
 fitted, vectors already there are never refitted over), builds the judge from
 ``--base-url/--judge-model/--api-key-env`` (or ``OPENAI_BASE_URL`` /
 ``CONVA_JUDGE_MODEL`` / ``OPENAI_API_KEY``), and runs one of
@@ -133,9 +133,10 @@ def _run(args: argparse.Namespace) -> int:
         run_comparison,
         run_priority,
     )
+    from conva_tl.fit_settings import FitSettings
     from conva_tl.generate import GenerationConfig
     from conva_tl.model import load_model
-    from conva_tl.pipeline import FitSettings, load_or_fit, load_or_fit_gates
+    from conva_tl.store import ArtifactStore
     from conva_tl.values import VALUES, canonical_value
 
     values = [canonical_value(v) for v in (args.values or VALUES)]
@@ -143,8 +144,9 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     judge = make_judge(args, out) if args.kind != "capability" else None
     model = load_model(args.subject_model, device=args.device)
-    vectors = load_or_fit(model, args.vectors, values, progress=True)
-    gates = load_or_fit_gates(model, args.vectors, vectors, progress=True)
+    store = ArtifactStore(args.vectors)
+    vectors = store.vectors(model, values, progress=True)
+    gates = store.gates(model, vectors, progress=True)
     result: Any
     if args.kind == "capability":
         from conva_tl.datasets import load_mc
@@ -170,9 +172,8 @@ def _run(args: argparse.Namespace) -> int:
         methods = args.methods or list(COMPARISON_METHODS)
         sf = None
         if "conva-sf" in methods:
-            sf = load_or_fit(
+            sf = ArtifactStore(args.vectors / "straightforward").vectors(
                 model,
-                args.vectors / "straightforward",
                 values,
                 settings=FitSettings(kind="straightforward"),
                 progress=True,

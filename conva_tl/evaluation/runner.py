@@ -8,8 +8,9 @@ held-out *eval* dilemma questions in batches with
 ``out_dir/answers.jsonl`` (:class:`~conva_tl.evaluation.answers.AnswerStore`)
 before starting the next one: a killed run, restarted, generates only what is
 missing. Then :func:`conva_tl.evaluation.scoring.score_answers` judges (or
-measures, offline) every answer and :mod:`conva_tl.evaluation.report` writes
-``results.csv``, ``scores.csv``, ``table.txt``, ``run.json`` and the figure.
+measures, offline) every answer, and a :class:`conva_tl.report.Report` writes
+``results.csv``, ``scores.csv``, ``table.txt``, ``run.json`` and the figure
+(:mod:`conva_tl.evaluation.figures`).
 
 Methods are names or any :class:`~conva_tl.generate.Intervention` object, which
 is stored under its ``name``. Each answer records the settings that produced it
@@ -51,6 +52,7 @@ from conva_tl.model import model_info
 from conva_tl.model_protocol import HookedModel
 from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0
 from conva_tl.probes import ValueVectors
+from conva_tl.report import Report, judge_notice, pivot_text
 from conva_tl.values import canonical_value
 
 __all__ = [
@@ -181,6 +183,52 @@ class EvaluationResult:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
+def _write_outputs(result: EvaluationResult, *, settings: dict[str, Any]) -> None:
+    """``results.csv``, ``scores.csv``, the figure, ``table.txt`` and ``run.json``, via a Report."""
+    from conva_tl.evaluation.figures import plot_comparison, plot_priority
+
+    table = result.table
+    if not result.judged:
+        result.notice = judge_notice(result.kind, result.out_dir)
+    parts = [
+        pivot_text(table, m) for m in (["csr", "fr"] if result.judged else ["p_v", "distinct"])
+    ]
+    if result.judged:
+        unparsed = int(table["csr_unparsed"].sum()), int(table["fr_unparsed"].sum())
+        parts.append(
+            f"unparseable judge labels (left out of the rates): CSR {unparsed[0]}, FR {unparsed[1]}"
+        )
+        parts.append(pivot_text(table, "p_v"))
+    parts.append(pivot_text(table, "probe_logit", digits=1))
+    parts.append(pivot_text(table, "words", digits=1))
+    parts.append(
+        "Post-processing, the same for every method: answers that hit the token limit are cut after "
+        "their last complete sentence; answers that ended on their own are kept whole."
+    )
+    if result.notice:
+        parts.append(result.notice)
+    plot = plot_comparison if result.kind == "comparison" else plot_priority
+    report = Report(
+        "results",
+        table,
+        "\n\n".join(parts),
+        extra={"scores": result.scores},
+        figures={f"{result.kind}.png": lambda: plot(table)},
+        text_file="table.txt",
+        dpi=130,
+    )
+    out = Path(result.out_dir)
+    report.write(out, {**settings, "judged": result.judged, "timing": result.timing})
+    result.paths = {
+        "answers": out / "answers.jsonl",
+        "results": out / "results.csv",
+        "scores": out / "scores.csv",
+        "table": out / "table.txt",
+        "run": out / "run.json",
+        "figure": out / f"{result.kind}.png",
+    }
+
+
 def _questions(value: str, n: int | None) -> list[DilemmaQuestion]:
     qs = load_questions(value, split="eval")
     if n is not None:
@@ -207,7 +255,6 @@ def _run(
     straightforward_vectors: dict[str, ValueVectors] | None,
     progress: bool | None,
 ) -> EvaluationResult:
-    from conva_tl.evaluation.report import write_outputs
     from conva_tl.evaluation.scoring import aggregate, score_answers
 
     cfg = config or GenerationConfig()
@@ -244,7 +291,7 @@ def _run(
     result = EvaluationResult(
         kind, out, records, scores, table, judged=judge is not None, timing=timing
     )
-    write_outputs(
+    _write_outputs(
         result,
         settings={
             "values": names,

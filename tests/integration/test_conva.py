@@ -83,12 +83,12 @@ def test_save_load_gives_identical_generations(fitted, embedded):
 
 def test_resume_reuses_matching_artifacts(fitted, embedded, monkeypatch):
     out, vectors, _ = fitted
-    import conva_tl.pipeline as pipeline
+    import conva_tl.store as store
 
     def boom(*args, **kwargs):
         raise AssertionError("identify() must not run again")
 
-    monkeypatch.setattr(pipeline, "identify", boom)
+    monkeypatch.setattr(store, "identify", boom)
     again, _ = fit_all(embedded, out, VALUES, progress=False)
     assert all(torch.equal(again[v].w, vectors[v].w) for v in VALUES)
 

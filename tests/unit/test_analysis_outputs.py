@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -9,17 +10,17 @@ import pytest
 import torch
 
 from conva_tl.analysis import (
-    AblationReport,
     ProbeData,
+    Report,
     cached_activations,
     limit_contrast_set,
     probe_layers,
     transfer_summary,
 )
-from conva_tl.analysis.ablation_plots import new_figure
 from conva_tl.datasets import contrast_set
 from conva_tl.errors import ConvaError
 from conva_tl.probes import LayerRule
+from conva_tl.report import new_figure
 
 TEXTS = ["I keep my family safe.", "I take risks for fun.", "Order keeps us calm."]
 
@@ -81,7 +82,7 @@ def test_report_writes_tables_figures_documents_and_run_json(tmp_path):
         return fig
 
     table = pd.DataFrame({"a": [1, 2]})
-    report = AblationReport(
+    report = Report(
         "demo",
         table,
         "text",
@@ -94,6 +95,10 @@ def test_report_writes_tables_figures_documents_and_run_json(tmp_path):
     assert pd.read_csv(paths[0]).equals(table) and paths[2].read_bytes()[:4] == b"\x89PNG"
     assert json.loads(paths[3].read_text()) == {"k": 1}
     assert [p.name for p in report.write(tmp_path / "bare")][-1] == "doc.json"
+    with_text = dataclasses.replace(report, text="line one\n", text_file="table.txt")
+    written = with_text.write(tmp_path / "text")
+    assert [p.name for p in written][-1] == "table.txt"
+    assert written[-1].read_text() == "line one\n"
 
 
 def test_context_words_report_table_and_text():

@@ -56,7 +56,7 @@ def test_steer_and_fit_never_refit_over_vectors_fitted_otherwise(
     import json
 
     import conva_tl.model
-    import conva_tl.pipeline
+    import conva_tl.store
     from conva_tl.pipeline import FitSettings, fit_all
     from conva_tl.probes import DEFAULT_C
 
@@ -72,7 +72,9 @@ def test_steer_and_fit_never_refit_over_vectors_fitted_otherwise(
     common += ["--threshold", "0", "--exclude-last", "1", "--min-depth", "0.5"]
 
     with monkeypatch.context() as m:
-        m.setattr(conva_tl.pipeline, "fit_all", lambda *a, **k: pytest.fail("steer refitted"))
+        m.setattr(
+            conva_tl.store.ArtifactStore, "fit", lambda *a, **k: pytest.fail("steer refitted")
+        )
         argv = ["steer", "Should I save?", "--value", "security", "--vectors", str(folder)]
         assert main([*argv, "--method", "base,conva,caa", "--max-new-tokens", "2"]) == 0
     assert "[conva]" in capsys.readouterr().out and _snapshot(folder) == before
@@ -108,19 +110,21 @@ def test_a_partial_fit_keeps_the_folder_summary_of_every_value(tiny, tmp_path):
     assert {v: s["C"] for v, s in settings.items()} == {"power": 0.5, "security": 1.0}
 
 
-def test_load_or_fit_require_refuses_vectors_fitted_otherwise(tiny, tmp_path):
+def test_store_require_refuses_vectors_fitted_otherwise(tiny, tmp_path):
     from conva_tl.errors import ArtifactError
-    from conva_tl.pipeline import FitSettings, fit_all, load_or_fit
+    from conva_tl.pipeline import FitSettings, fit_all
+    from conva_tl.store import ArtifactStore
 
     rule = {"threshold": 0.0, "exclude_last": 1, "min_depth": 0.5}
     folder = tmp_path / "vecs"
     fit_all(tiny, folder, ["security"], settings=FitSettings(C=1.0, **rule), progress=False)
     before = (folder / "security.safetensors").read_bytes()
-    trusted = load_or_fit(tiny, folder, ["security"])  # require=None: used as it is
+    store = ArtifactStore(folder)
+    trusted = store.vectors(tiny, ["security"])  # require=None: used as it is
     assert trusted["security"].metadata["fit_settings"]["C"] == 1.0
     with pytest.raises(ArtifactError, match="--overwrite") as err:
-        load_or_fit(tiny, folder, ["security"], require=FitSettings(**rule))
+        store.vectors(tiny, ["security"], require=FitSettings(**rule))
     assert "C=1.0" in str(err.value)
     assert (folder / "security.safetensors").read_bytes() == before  # nothing refitted
-    same = load_or_fit(tiny, folder, ["security", "power"], require=FitSettings(C=1.0, **rule))
+    same = store.vectors(tiny, ["security", "power"], require=FitSettings(C=1.0, **rule))
     assert same["power"].metadata["fit_settings"]["C"] == 1.0  # missing ones fitted with require

@@ -5,8 +5,8 @@ from conva_tl.analysis import (
     STOPWORDS,
     context_word_report,
     context_word_table,
+    context_word_text,
     context_words,
-    format_table,
     index_matched_overlap,
     main_context_words,
     pair_overlap,
@@ -145,7 +145,7 @@ def test_table_and_format():
     assert list(df["kind"]) == ["pairs", "straightforward"]
     assert list(df["overlap_basis"]) == ["pairs", "index-matched baseline"]
     assert (df["n_common"] + df["n_unique_pos"] == 10).all()
-    text = format_table(df)
+    text = context_word_text(df)
     lines = text.splitlines()
     assert len(lines) == 4 and lines[0].startswith("value") and set(lines[1]) <= {"-", " "}
     assert isinstance(df, pd.DataFrame)

@@ -373,14 +373,16 @@ def test_cli_comparison_offline_then_judged(
     tiny, vectors, gates, tmp_path, fake_openai, monkeypatch, capsys
 ):
     import conva_tl.model
-    import conva_tl.pipeline
+    import conva_tl.store
     from conva_tl.artifacts import save_gates, save_vectors
 
     monkeypatch.setattr(conva_tl.model, "load_model", lambda name=None, device=None: tiny)
     # vectors with no recorded fit settings: evaluate must use them as they are, never refit
     folder = save_gates(save_vectors(tmp_path / "vecs", vectors.values()), gates.values())
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    monkeypatch.setattr(conva_tl.pipeline, "fit_all", lambda *a, **k: pytest.fail("refitted"))
+    monkeypatch.setattr(
+        conva_tl.store.ArtifactStore, "fit", lambda *a, **k: pytest.fail("refitted")
+    )
     monkeypatch.delenv("CONVA_JUDGE_MODEL", raising=False)
     monkeypatch.setattr(runner, "generate", CountingGenerate(script=True))
     argv = [

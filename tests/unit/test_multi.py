@@ -301,15 +301,17 @@ def test_parse_requests():
 
 def test_cli_steers_several_values(tiny, monkeypatch, tmp_path, capsys):
     import conva_tl.model
-    import conva_tl.pipeline
+    import conva_tl.store
     from conva_tl.cli import main
 
     vv = _vectors(tiny)
     monkeypatch.setattr(conva_tl.model, "load_model", lambda *a, **k: tiny)
     monkeypatch.setattr(
-        conva_tl.pipeline, "load_or_fit", lambda model, out, values, **k: {v: vv[v] for v in values}
+        conva_tl.store.ArtifactStore,
+        "vectors",
+        lambda self, model, values, **k: {v: vv[v] for v in values},
     )
-    monkeypatch.setattr(conva_tl.pipeline, "load_or_fit_gates", lambda *a, **k: {})
+    monkeypatch.setattr(conva_tl.store.ArtifactStore, "gates", lambda *a, **k: {})
     argv = ["steer", "Should I save?", "--vectors", str(tmp_path / "v"), "--max-new-tokens", "3"]
     argv += ["--value", "benevolence=0.9", "--value", "power<=0.3"]
     assert main(argv + ["--method", "base,conva"]) == 0

@@ -1,11 +1,13 @@
-"""An ablation's output: tables, figures and a text summary, written the same way by every run.
+"""Reporting, in one place: text tables, figures, JSON and the folder a run writes.
 
-Each function of :mod:`conva_tl.analysis.steering_reports` and
-:mod:`conva_tl.analysis.probe_reports` returns an :class:`AblationReport`;
-:meth:`AblationReport.write` puts ``<name>.csv``, the extra CSVs, the figures
-and ``run.json`` in a folder. The report's :attr:`~AblationReport.text` is for
-the caller to print (library code never prints). The column lists and notes of
-the judge-free steering measures are here too, shared by every steering report.
+Every run that writes results (``conva evaluate``, the ablation and analysis
+scripts, the capability measure) builds a :class:`Report` and calls
+:meth:`Report.write`: the main table as CSV, further tables, figures (drawn
+only when written), JSON documents, an optional text summary and ``run.json``.
+Text tables come from :func:`columns_text` (chosen columns of a long table) or
+:func:`pivot_text` (methods x values of one metric). The notices printed when no
+judge is configured are here too. Figures use matplotlib ``Figure`` objects on
+the Agg canvas (:func:`new_figure`): no pyplot, no global backend switch.
 """
 
 from __future__ import annotations
@@ -19,23 +21,32 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from conva_tl.model import model_info
 
 __all__ = [
     "JUDGE_FREE_NOTICE",
-    "STEERING_COLUMNS",
-    "STEERING_METRICS",
-    "JUDGE_METRICS",
-    "EPS_COLUMNS",
-    "EPS_NOTE",
-    "AblationReport",
-    "format_table",
+    "METRIC_LABELS",
+    "FigureMaker",
+    "Report",
+    "columns_text",
+    "judge_notice",
     "judge_status",
+    "new_figure",
+    "pivot_text",
     "run_record",
-    "steering_metrics",
 ]
+
+#: Axis and table labels of the measures an evaluation reports.
+METRIC_LABELS = {
+    "csr": "control success rate (CSR)",
+    "fr": "fluency rate (FR)",
+    "p_v": "mean probe reading P_V of the answer",
+    "probe_logit": "mean probe logit w.e + b of the answer",
+    "distinct": "distinct-word ratio (fluency proxy)",
+}
 
 JUDGE_FREE_NOTICE = (
     "No judge configured: CSR/FR (paper Appx. D/E) are NOT reported. Judge-free measures instead:\n"
@@ -50,53 +61,53 @@ JUDGE_FREE_NOTICE = (
     "  distinct2     distinct word-bigram ratio of the answers (repetition proxy; 1 = no repeats)\n"
     "For CSR/FR add --judge-model NAME [--base-url URL] [--api-key-env VAR]."
 )
-STEERING_COLUMNS = (
-    "value",
-    "setting",
-    "csr",
-    "fr",
-    "logit_v",
-    "p_v",
-    "p_v_pos",
-    "kl_value",
-    "kl_unrelated",
-    "kl_unrelated_max",
-    "ppl",
-    "distinct2",
-    "words",
-)
-STEERING_METRICS = (
-    ("logit_v", "probe logit of answers (higher = aligned)"),
-    ("kl_unrelated", "KL(base||steered), unrelated prompts"),
-    ("ppl", "answer perplexity under base (lower = fluent)"),
-    ("distinct2", "distinct-2 ratio (1 = no repeats)"),
-)
-JUDGE_METRICS = (("csr", "control success rate (CSR)"), ("fr", "fluency rate (FR)"))
-EPS_COLUMNS = ("moved", "eps_abs", "eps_abs_generated", "p_before", "saturated")
-EPS_NOTE = (
-    "control applied (from the generation trace): moved = share of (token, layer) cells shifted; "
-    "eps_abs = mean |eps| over all cells; eps_abs_generated = over generated tokens; "
-    "p_before = mean P_V before control; saturated = share of cells with P_V < 0.01 or > 0.99 before control"
-)
-
-
-def steering_metrics(judged: bool) -> list[tuple[str, str]]:
-    """The panels of a steering figure: CSR/FR and two judge-free measures, or all four judge-free."""
-    return [*JUDGE_METRICS, *STEERING_METRICS[:2]] if judged else list(STEERING_METRICS)
 
 
 def judge_status(judged: bool) -> str:
-    """Where CSR/FR came from, or what the judge-free measures are."""
+    """Where an ablation's CSR/FR came from, or what its judge-free measures are."""
     return "\nCSR/FR from the configured judge." if judged else "\n" + JUDGE_FREE_NOTICE
 
 
-def format_table(table: pd.DataFrame, columns: Sequence[str], *, title: str) -> str:
+def judge_notice(kind: str, out_dir: str | Path) -> str:
+    """What an evaluation run without a judge leaves out, and how to add it (same answers)."""
+    return (
+        "No judge configured: CSR (control success, paper Appx. D) and FR (fluency, Appx. E) "
+        "need an LLM judge and are NOT in these results.\n"
+        "Reported instead (judge-free): p_v (and probe_logit) = the value probe's reading of each answer, "
+        "words = answer length, distinct = distinct-word ratio (repetition proxy for fluency).\n"
+        "To add CSR and FR, rerun the same command with a judge added; every stored answer is "
+        "reused (same --out, values, methods and generation options):\n"
+        f"  conva evaluate {kind} ... --out {out_dir} --base-url URL --judge-model NAME [--api-key-env VAR]\n"
+        "  (the key is read from $OPENAI_API_KEY unless --api-key-env names another variable; "
+        "OPENAI_BASE_URL and CONVA_JUDGE_MODEL work as defaults; a local server with no key "
+        "takes any placeholder, e.g. OPENAI_API_KEY=EMPTY)."
+    )
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A matplotlib figure on its own Agg canvas (nothing global is touched)."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def columns_text(table: pd.DataFrame, columns: Sequence[str], *, title: str) -> str:
     """``title`` and the table's ``columns`` (those it has), floats to 3 decimals, after a blank line."""
     cols = [c for c in columns if c in table.columns]
     with pd.option_context(
         "display.width", 200, "display.max_columns", 40, "display.float_format", "{:.3f}".format
     ):
         return f"\n{title}\n{table[cols].to_string(index=False)}"
+
+
+def pivot_text(table: pd.DataFrame, metric: str, *, digits: int = 2) -> str:
+    """A methods x values pivot of one metric with a ``mean`` column, under the metric's label."""
+    pivot = table.pivot(index="method", columns="value", values=metric)
+    pivot = pivot.reindex(
+        index=list(dict.fromkeys(table["method"])), columns=list(dict.fromkeys(table["value"]))
+    )
+    pivot["mean"] = pivot.mean(axis=1)
+    return f"{METRIC_LABELS.get(metric, metric)}:\n" + pivot.round(digits).to_string()
 
 
 def run_record(
@@ -116,16 +127,17 @@ FigureMaker = Callable[[], Figure]
 
 
 @dataclass(frozen=True)
-class AblationReport:
-    """The output of one ablation run.
+class Report:
+    """The output of one run: what it prints and what it writes.
 
     Attributes:
-        name: the main table is written as ``<name>.csv`` and the first figure as ``<name>.png``.
+        name: the main table is written as ``<name>.csv``.
         table: the main table.
         text: the summary to print (tables with titles and notes).
         extra: further tables, written as ``<key>.csv``.
         figures: file name -> a function drawing it; drawn and saved (at ``dpi``) after the CSVs.
         documents: file name -> a JSON-serialisable object, written after the figures.
+        text_file: also write :attr:`text` to this file name (e.g. ``table.txt``).
         dpi: resolution of the figures.
     """
 
@@ -135,10 +147,11 @@ class AblationReport:
     extra: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     figures: Mapping[str, FigureMaker] = field(default_factory=dict)
     documents: Mapping[str, Any] = field(default_factory=dict)
+    text_file: str | None = None
     dpi: int = 120
 
     def write(self, out: Path, settings: Mapping[str, Any] | None = None) -> list[Path]:
-        """Write the CSVs, figures, documents and ``run.json`` (``settings``, if given) to ``out``.
+        """Write the CSVs, figures, documents, text and ``run.json`` (``settings``, if given).
 
         Returns:
             The paths written, in that order.
@@ -155,6 +168,9 @@ class AblationReport:
         for fname, doc in self.documents.items():
             (out / fname).write_text(json.dumps(doc, indent=2))
             paths.append(out / fname)
+        if self.text_file:
+            (out / self.text_file).write_text(self.text.rstrip("\n") + "\n")
+            paths.append(out / self.text_file)
         if settings is not None:
             (out / "run.json").write_text(json.dumps(dict(settings), indent=2, default=str))
             paths.append(out / "run.json")
