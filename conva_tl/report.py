@@ -122,6 +122,23 @@ def run_record(
     }
 
 
+def _csv_ready(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with dict and list cells (e.g. an answer's ``settings``) as JSON text."""
+    nested = [
+        c
+        for c in df.columns
+        if df[c].dtype == object and df[c].map(lambda x: isinstance(x, (dict, list))).any()
+    ]
+    if not nested:
+        return df
+    return df.assign(
+        **{
+            c: df[c].map(lambda x: json.dumps(x, default=str) if isinstance(x, (dict, list)) else x)
+            for c in nested
+        }
+    )
+
+
 #: Draws a figure when called (figures are drawn only when written).
 FigureMaker = Callable[[], Figure]
 
@@ -153,14 +170,16 @@ class Report:
     def write(self, out: Path, settings: Mapping[str, Any] | None = None) -> list[Path]:
         """Write the CSVs, figures, documents, text and ``run.json`` (``settings``, if given).
 
+        Dict and list cells (an answer record's ``settings``) are written to the CSVs as JSON.
+
         Returns:
             The paths written, in that order.
         """
         out.mkdir(parents=True, exist_ok=True)
         paths = [out / f"{self.name}.csv"]
-        self.table.to_csv(paths[0], index=False)
+        _csv_ready(self.table).to_csv(paths[0], index=False)
         for extra_name, df in self.extra.items():
-            df.to_csv(out / f"{extra_name}.csv", index=False)
+            _csv_ready(df).to_csv(out / f"{extra_name}.csv", index=False)
             paths.append(out / f"{extra_name}.csv")
         for fname, draw in self.figures.items():
             draw().savefig(out / fname, dpi=self.dpi)

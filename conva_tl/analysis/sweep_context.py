@@ -35,7 +35,7 @@ from conva_tl.analysis.measures import (
 )
 from conva_tl.datasets import load_unrelated
 from conva_tl.errors import ConvaError
-from conva_tl.evaluation.answers import finished_answer, settings_hash
+from conva_tl.evaluation.answers import answer_record, finished_answer, settings_hash
 from conva_tl.evaluation.capability import answer_start_logprobs
 from conva_tl.evaluation.conditions import method_settings
 from conva_tl.evaluation.devloop import spread_questions
@@ -153,7 +153,8 @@ def measure_method(
     raw, frame = out if trace else (out, None)
     finished = [finished_answer(model.tokenizer, a, config.max_new_tokens) for a in raw]
     answers = [a for a, _ in finished]
-    sid = settings_hash(method_settings(method, model, config))
+    settings = method_settings(method, model, config)
+    sid = settings_hash(settings)
     logit_v = answer_probe_readings(model, ctx.reference, answers, batch_size=config.batch_size)
     p_v = 1.0 / (1.0 + np.exp(-logit_v))
     nll, n_tok = answer_nll(model, ctx.questions, answers, batch_size=config.batch_size)
@@ -166,22 +167,23 @@ def measure_method(
     stats = [answer_stats(a) for a in answers]
     d2 = [distinct_n(a, 2) for a in answers]
     records = [
-        {
-            "value": ctx.value,
-            "setting": name,
-            "method": method.name,
-            "settings_id": sid,
-            "qid": qid,
-            "question": q,
-            "answer": a,
-            "raw_answer": r,
-            "hit_limit": h,
-            "logit_v": float(lg),
-            "p_v": float(p),
-            "ppl": float(np.exp(float(s) / int(k))) if int(k) else float("nan"),
-            "distinct2": d,
-            "words": st[0],
-        }
+        answer_record(
+            value=ctx.value,
+            method=method.name,
+            qid=qid,
+            question=q,
+            raw_answer=r,
+            answer=a,
+            hit_limit=h,
+            settings=settings,
+            settings_id=sid,
+            setting=name,
+            logit_v=float(lg),
+            p_v=float(p),
+            ppl=float(np.exp(float(s) / int(k))) if int(k) else float("nan"),
+            distinct2=d,
+            words=st[0],
+        )
         for qid, q, (a, h), r, lg, p, s, k, d, st in zip(
             ctx.qids, ctx.questions, finished, raw, logit_v, p_v, nll, n_tok, d2, stats, strict=True
         )

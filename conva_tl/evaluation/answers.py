@@ -35,6 +35,7 @@ __all__ = [
     "trim_answer",
     "hit_token_limit",
     "finished_answer",
+    "answer_record",
     "AnswerStore",
     "settings_hash",
     "answer_key",
@@ -87,6 +88,40 @@ def finished_answer(tokenizer: Any, raw: str, max_new_tokens: int) -> tuple[str,
     """
     hit = hit_token_limit(tokenizer, raw, max_new_tokens)
     return trim_answer(raw, hit_limit=hit), hit
+
+
+def answer_record(
+    *,
+    value: str,
+    method: str,
+    qid: str,
+    question: str,
+    raw_answer: str,
+    answer: str,
+    hit_limit: bool,
+    settings: Mapping[str, Any],
+    settings_id: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One answer, as the evaluation runner stores it and the ablation sweeps report it.
+
+    ``answer`` and ``hit_limit`` are what :func:`finished_answer` returned for
+    ``raw_answer``; ``settings_id`` is :func:`settings_hash` of ``settings``.
+    ``extra`` adds fields a caller measures (a sweep's ``setting`` label and its
+    readings, the question's ``scenario_type``) after the fields above.
+    """
+    record: dict[str, Any] = {
+        "value": value,
+        "method": method,
+        "qid": qid,
+        "question": question,
+        "answer": answer,
+        "raw_answer": raw_answer,
+        "hit_limit": hit_limit,
+        "settings": dict(settings),
+        "settings_id": settings_id,
+    }
+    return {**record, **extra}
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:

@@ -37,6 +37,7 @@ from conva_tl.evaluation.answers import (
     TRIM_RULE,
     AnswerStore,
     answer_key,
+    answer_record,
     finished_answer,
     settings_hash,
 )
@@ -116,18 +117,18 @@ def generate_answers(
                 seconds += time.perf_counter() - t0
                 done = [finished_answer(model.tokenizer, a, config.max_new_tokens) for a in raw]
                 store.extend(
-                    {
-                        "value": value,
-                        "method": method.name,
-                        "qid": q.id,
-                        "question": q.question,
-                        "scenario_type": q.scenario_type,
-                        "answer": answer,
-                        "raw_answer": a,
-                        "hit_limit": h,
-                        "settings": settings,
-                        "settings_id": sid,
-                    }
+                    answer_record(
+                        value=value,
+                        method=method.name,
+                        qid=q.id,
+                        question=q.question,
+                        raw_answer=a,
+                        answer=answer,
+                        hit_limit=h,
+                        settings=settings,
+                        settings_id=sid,
+                        scenario_type=q.scenario_type,
+                    )
                     for q, a, (answer, h) in zip(chunk, raw, done, strict=True)
                 )
                 made += len(chunk)

@@ -178,7 +178,22 @@ def test_measure_method_base_has_zero_kl_and_sane_measures(tiny, context, monkey
     from conva_tl.evaluation.conditions import method_settings
 
     assert records[0]["method"] == "base" and records[0]["hit_limit"] is True
-    assert records[0]["settings_id"] == settings_hash(method_settings(Base(), tiny, CFG))
+    settings = method_settings(Base(), tiny, CFG)
+    assert records[0]["settings_id"] == settings_hash(settings)
+    assert records[0]["settings"] == settings  # the runner's record, plus the sweep's readings
+
+
+def test_answer_record_keeps_its_fields_first_and_adds_the_callers():
+    from conva_tl.evaluation.answers import answer_record
+
+    own = dict(value="power", method="m", qid="q1", question="Q?", raw_answer="A. b")
+    own |= dict(answer="A.", hit_limit=True, settings={"p0": 0.9}, settings_id="abc")
+    rec = answer_record(**own, setting="p0=0.9", p_v=0.5)
+    first = ["value", "method", "qid", "question", "answer", "raw_answer", "hit_limit"]
+    assert list(rec) == [*first, "settings", "settings_id", "setting", "p_v"]
+    assert rec["setting"] == "p0=0.9" and rec["p_v"] == 0.5 and rec["settings"] == {"p0": 0.9}
+    own["settings"]["p0"] = 0.5  # the record holds its own copy of the settings
+    assert rec["settings"] == {"p0": 0.9}
 
 
 def test_sweep_p0_table_and_the_effect_of_p0(tiny):
