@@ -13,14 +13,11 @@ and :func:`finish` / :func:`show` print and write a report.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from conva_tl.analysis import (
     ProbeData,
@@ -35,7 +32,7 @@ from conva_tl.analysis import (
     set_threads,
 )
 from conva_tl.errors import ConvaError
-from conva_tl.evaluation.annotation import judged_by_text
+from conva_tl.evaluation.annotation import with_judged
 from conva_tl.generate import GenerationConfig
 from conva_tl.probes import DEFAULT_C, ValueVectors
 from conva_tl.report import run_record
@@ -303,21 +300,6 @@ def probe_sweep(args: argparse.Namespace, model: Any) -> ProbeSweep:
         C=args.C,
         layer_step=None if args.layers else args.layer_step,
     )
-
-
-def with_judged(report: Report, label_files: list[Path]) -> Report:
-    """Add ``judged.csv``: judged CSR/FR of the report's answers already labelled blind."""
-    answers = report.extra.get("answers")
-    if not label_files or answers is None or answers.empty:
-        return report
-    labels = pd.concat([pd.read_csv(f) for f in label_files], ignore_index=True)
-    judged = judged_by_text(answers, labels)
-    text = (
-        f"{report.text}\n\nJudged (blind labels of identical answers in "
-        f"{len(label_files)} file(s); n_judged of n_answers matched):\n"
-        + judged.round(3).to_string(index=False)
-    )
-    return dataclasses.replace(report, text=text, extra={**report.extra, "judged": judged})
 
 
 def finish(args: argparse.Namespace, model: Any, report: Report) -> int:

@@ -24,8 +24,6 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from conva_tl.model import model_info
-
 __all__ = [
     "JUDGE_FREE_NOTICE",
     "METRIC_LABELS",
@@ -114,6 +112,8 @@ def run_record(
     args: Mapping[str, Any], model: Any, argv: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """What ``run.json`` records: the command line, the parsed options, the model, the time."""
+    from conva_tl.model import model_info  # the model stack loads only when a run is recorded
+
     return {
         "argv": list(sys.argv[1:] if argv is None else argv),
         "args": dict(args),

@@ -25,6 +25,7 @@ The same labels then feed the non-circular proxy check
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ import pandas as pd
 from conva_tl.datasets import read_jsonl
 from conva_tl.errors import DataError
 from conva_tl.judge import CSR_PROMPT, FR_PROMPT
+from conva_tl.report import Report
 from conva_tl.values import get_value
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "agreement",
     "label_table",
     "judged_by_text",
+    "with_judged",
 ]
 
 #: What an annotator reads: the paper's two judge prompts (Appx. D, Tab. 11 and
@@ -264,3 +267,24 @@ def judged_by_text(
     out["csr_judged"] = grouped["csr_judged"].mean()
     out["fr_judged"] = grouped["fr_judged"].mean()
     return out.reset_index()
+
+
+def with_judged(report: Report, label_files: Sequence[str | Path]) -> Report:
+    """``report`` plus ``judged.csv``: judged CSR/FR of its answers already labelled blind.
+
+    A sweep's report keeps every answer in ``extra["answers"]``; those whose exact
+    text appears in the ``labels.csv`` files (:func:`judged_by_text`) get their
+    judged rates, added to the text and as the extra table ``judged``. Without
+    label files or answers the report is returned as it is.
+    """
+    answers = report.extra.get("answers")
+    if not label_files or answers is None or answers.empty:
+        return report
+    labels = pd.concat([pd.read_csv(f) for f in label_files], ignore_index=True)
+    judged = judged_by_text(answers, labels)
+    text = (
+        f"{report.text}\n\nJudged (blind labels of identical answers in "
+        f"{len(label_files)} file(s); n_judged of n_answers matched):\n"
+        + judged.round(3).to_string(index=False)
+    )
+    return dataclasses.replace(report, text=text, extra={**report.extra, "judged": judged})

@@ -193,3 +193,31 @@ def test_judged_by_text_reuses_blind_labels_of_identical_answers():
     assert out.loc["conva", "n_answers"] == 2
     with pytest.raises(DataError, match="control_quality.py join"):
         judged_by_text(answers, labels.drop(columns=["fr_2"]))
+
+
+def test_with_judged_adds_the_judged_table_to_a_sweep_report(tmp_path):
+    import pandas as pd
+
+    from conva_tl.evaluation.annotation import with_judged
+    from conva_tl.report import Report
+
+    labels = pd.DataFrame(
+        {"value": ["power"], "question": ["q1"], "answer": ["a1"]}
+        | {k: [True] for k in ("csr_1", "csr_2", "fr_1", "fr_2")}
+    )
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    answers = pd.DataFrame(
+        {"value": ["power"] * 2, "setting": ["base"] * 2, "question": ["q1", "q2"]}
+        | {"answer": ["a1", "a2"]}
+    )
+    report = Report("sweep", pd.DataFrame({"x": [1]}), "table", extra={"answers": answers})
+    assert with_judged(report, []) is report
+    judged = with_judged(report, [tmp_path / "labels.csv"])
+    row = judged.extra["judged"].iloc[0]
+    assert (row["n_answers"], row["n_judged"], row["csr_judged"]) == (2, 1, 1.0)
+    assert judged.text.startswith("table") and "n_judged of n_answers" in judged.text
+    assert [p.name for p in judged.write(tmp_path / "out")][:3] == [
+        "sweep.csv",
+        "answers.csv",
+        "judged.csv",
+    ]
