@@ -86,7 +86,7 @@ def fit_all(
         ArtifactError: ``out_dir`` holds vectors for a value in ``values``
             fitted otherwise, and ``overwrite`` is not set.
     """
-    return ArtifactStore(check_output_folder(out_dir)).fit(
+    return ArtifactStore(out_dir).fit(
         model,
         values,
         settings=settings,

@@ -95,6 +95,24 @@ def _mismatch(
     return None
 
 
+def _fitted_otherwise(
+    saved: dict[str, dict[str, Any]],
+    model: HookedModel,
+    settings: FitSettings,
+    data: dict[str, ContrastSet],
+) -> dict[str, str]:
+    """``{value: why}`` for the ``saved`` metadata not fitted with ``model``, ``settings`` and data."""
+    return {
+        v: reason
+        for v, meta in saved.items()
+        if (
+            reason := _mismatch(
+                meta, model, settings, data.get(v) or contrast_set(v, settings.kind)
+            )
+        )
+    }
+
+
 def _stamped(vv: ValueVectors, settings: FitSettings) -> ValueVectors:
     """``vv`` with ``settings`` recorded in its metadata (what a later run compares)."""
     meta = {**vv.metadata, "fit_settings": asdict(settings)}
@@ -145,16 +163,7 @@ class ArtifactStore:
         data: dict[str, ContrastSet] | None = None,
     ) -> dict[str, str]:
         """``{value: why}`` for saved ``values`` fitted with another model, data or settings."""
-        data = data or {}
-        return {
-            v: reason
-            for v, meta in self.metadata(values).items()
-            if (
-                reason := _mismatch(
-                    meta, model, settings, data.get(v) or contrast_set(v, settings.kind)
-                )
-            )
-        }
+        return _fitted_otherwise(self.metadata(values), model, settings, data or {})
 
     def _refuse(self, why: dict[str, str]) -> None:
         raise ArtifactError(
@@ -205,7 +214,7 @@ class ArtifactStore:
         sets = custom_sets(data, names)
         check_output_folder(self.folder)
         saved = self.metadata(names)
-        why = self.fitted_otherwise(model, names, settings, sets)
+        why = _fitted_otherwise(saved, model, settings, sets)
         if why and not overwrite:
             self._refuse(why)
         have: dict[str, ValueVectors] = {}
@@ -278,7 +287,8 @@ class ArtifactStore:
             if why:
                 self._refuse(why)
             settings = require
-        missing = [v for v in names if v not in self.saved_values()]
+        have = set(self.saved_values())
+        missing = [v for v in names if v not in have]
         if missing:
             logger.warning(
                 "%s has no vectors for %s: fitting them (minutes on a CPU)",

@@ -5,10 +5,12 @@ word analysis (Sec. 3.1, Tab. 2) and scores how much a contrast pair shares.
 :mod:`~conva_tl.analysis.logit_lens` decodes value vectors through the
 unembedding (Sec. 3.1, Tab. 3). :mod:`~conva_tl.analysis.structure` compares
 the value vectors with each other and with Schwartz's circumplex (Sec. 4.5,
-Fig. 5, Appx. F). :mod:`~conva_tl.analysis.ablations` gathers the ablation
-sweeps (P0, control layers, gate threshold, training-set size, data, pooling,
-input format, control mode; one module each for the steering, gate and probe
-sweeps) with the judge-free measures of :mod:`~conva_tl.analysis.measures`;
+Fig. 5, Appx. F). :mod:`~conva_tl.analysis.steering_sweeps`,
+:mod:`~conva_tl.analysis.gate_sweep` and :mod:`~conva_tl.analysis.probe_sweeps` hold
+the ablation sweeps (P0, control layers, control mode, data; gate threshold;
+training-set size, pooling, input format), measured per setting by
+:mod:`~conva_tl.analysis.sweep_context` with the judge-free measures of
+:mod:`~conva_tl.analysis.measures`; this package re-exports their public names;
 :mod:`~conva_tl.analysis.steering_reports` and
 :mod:`~conva_tl.analysis.probe_reports` run them from a
 :class:`~conva_tl.analysis.ablation_setup.SteeringSetup` or a
@@ -28,30 +30,6 @@ from conva_tl.analysis.ablation_setup import (
     set_threads,
     steering_setup,
 )
-from conva_tl.analysis.ablations import (
-    GateSweep,
-    SweepContext,
-    SweepResult,
-    fit_layer_probes,
-    gate_sweep,
-    heldout_split,
-    layer_accuracy,
-    layer_ranges,
-    layer_settings,
-    measure_method,
-    prepare_context,
-    probe_layers,
-    run_settings,
-    sample_unrelated,
-    sweep_control_mode,
-    sweep_data,
-    sweep_layers,
-    sweep_p0,
-    train_size_summary,
-    train_size_sweep,
-    transfer_summary,
-    transfer_table,
-)
 from conva_tl.analysis.activation_cache import ProbeData, cached_activations, limit_contrast_set
 from conva_tl.analysis.context_words import (
     KINDS,
@@ -69,6 +47,10 @@ from conva_tl.analysis.context_words import (
     text_overlap,
     tokenize,
     value_word_forms,
+)
+from conva_tl.analysis.gate_sweep import (
+    GateSweep,
+    gate_sweep,
 )
 from conva_tl.analysis.logit_lens import (
     decode_vectors,
@@ -94,12 +76,29 @@ from conva_tl.analysis.probe_reports import (
     pooling_report,
     train_size_report,
 )
+from conva_tl.analysis.probe_sweeps import (
+    fit_layer_probes,
+    heldout_split,
+    layer_accuracy,
+    probe_layers,
+    train_size_summary,
+    train_size_sweep,
+    transfer_summary,
+    transfer_table,
+)
 from conva_tl.analysis.steering_reports import (
     control_mode_report,
     data_report,
     g0_report,
     layers_report,
     p0_report,
+)
+from conva_tl.analysis.steering_sweeps import (
+    layer_settings,
+    sweep_control_mode,
+    sweep_data,
+    sweep_layers,
+    sweep_p0,
 )
 from conva_tl.analysis.structure import (
     GROWTH_VALUES,
@@ -109,6 +108,17 @@ from conva_tl.analysis.structure import (
     mds_embedding,
     procrustes_to_circle,
     structure_by_layer,
+)
+from conva_tl.analysis.sweep_context import (
+    SweepContext,
+    SweepResult,
+    measure_method,
+    prepare_context,
+    run_settings,
+    sample_unrelated,
+)
+from conva_tl.probes import (
+    layer_ranges,
 )
 from conva_tl.report import Report
 

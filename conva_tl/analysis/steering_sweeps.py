@@ -23,7 +23,6 @@ from conva_tl.probes import LayerRule, ValueVectors, layer_ranges
 
 __all__ = [
     "sweep_p0",
-    "layer_ranges",
     "layer_settings",
     "sweep_layers",
     "sweep_control_mode",

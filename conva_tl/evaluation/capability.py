@@ -287,14 +287,13 @@ def run_capability(
         pd.DataFrame(kl_rows),
         pd.DataFrame(gate_rows, columns=["value", "set", "score", "threshold"]),
     )
-    gate_frame = result.gate
     report = Report(
         "mc",
         result.mc,
         format_capability(result),
-        extra={"kl": result.kl, "gate_scores": gate_frame},
-        figures={"gate_scores.png": lambda: plot_gate_histograms(gate_frame)}
-        if len(gate_frame)
+        extra={"kl": result.kl, "gate_scores": result.gate},
+        figures={"gate_scores.png": lambda: plot_gate_histograms(result.gate)}
+        if len(result.gate)
         else {},
         text_file="capability.txt",
         dpi=130,
@@ -306,7 +305,7 @@ def run_capability(
         "gate": out / "gate_scores.csv",
         "table": out / "capability.txt",
     }
-    if len(gate_frame):
+    if len(result.gate):
         result.paths["figure"] = out / "gate_scores.png"
     return result
 

@@ -19,10 +19,11 @@ from matplotlib.figure import Figure
 from conva_tl.report import METRIC_LABELS, new_figure
 from conva_tl.values import VALUES
 
-__all__ = ["plot_comparison", "plot_priority", "plot_gate_histograms"]
+__all__ = ["plot_comparison", "plot_priority", "plot_gate_histograms", "reported_metrics"]
 
 
-def _metrics(table: pd.DataFrame) -> list[str]:
+def reported_metrics(table: pd.DataFrame) -> list[str]:
+    """CSR and FR when the table is judged, else the judge-free P_V and distinctness."""
     return ["csr", "fr"] if "csr" in table.columns else ["p_v", "distinct"]
 
 
@@ -40,7 +41,7 @@ def plot_comparison(
     """
     values = _value_order(list(dict.fromkeys(table["value"])))
     methods = list(dict.fromkeys(table["method"]))
-    metrics = _metrics(table)
+    metrics = reported_metrics(table)
     radar = len(values) >= 3
     fig = new_figure(5.5 * len(metrics), 5.0)
     for k, metric in enumerate(metrics):
@@ -85,7 +86,7 @@ def plot_priority(
     """Grouped bars per value, one bar per method (paper Fig. 4)."""
     values = _value_order(list(dict.fromkeys(table["value"])))
     methods = list(dict.fromkeys(table["method"]))
-    metric = _metrics(table)[0]
+    metric = reported_metrics(table)[0]
     fig = new_figure(min(14.0, max(6.0, 0.25 * len(values) * len(methods) + 2.0)), 4.0)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(methods)

@@ -186,14 +186,12 @@ class EvaluationResult:
 
 def _write_outputs(result: EvaluationResult, *, settings: dict[str, Any]) -> None:
     """``results.csv``, ``scores.csv``, the figure, ``table.txt`` and ``run.json``, via a Report."""
-    from conva_tl.evaluation.figures import plot_comparison, plot_priority
+    from conva_tl.evaluation.figures import plot_comparison, plot_priority, reported_metrics
 
     table = result.table
     if not result.judged:
         result.notice = judge_notice(result.kind, result.out_dir)
-    parts = [
-        pivot_text(table, m) for m in (["csr", "fr"] if result.judged else ["p_v", "distinct"])
-    ]
+    parts = [pivot_text(table, m) for m in reported_metrics(table)]
     if result.judged:
         unparsed = int(table["csr_unparsed"].sum()), int(table["fr_unparsed"].sum())
         parts.append(
