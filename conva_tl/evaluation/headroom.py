@@ -43,7 +43,8 @@ def variant_margins(
 
     Args:
         sections: ``{round name: {"table": [{"value", "method", "csr", "fr", "n"}, ...]}}``
-            as written by ``control_quality.py join --section``.
+            as written by ``control_quality.py join --section``. Only rounds that judged
+            Base, ICA, CAA and at least one steering variant on a value count for it.
         min_fr: a variant below this fluency does not count as a win.
 
     Returns:
@@ -64,7 +65,8 @@ def variant_margins(
             fluent = {
                 m: csr for m, (csr, fr) in methods.items() if not is_baseline(m) and fr >= min_fr
             }
-            if not base or not any(not is_baseline(m) for m in methods):
+            judged = {family(m) for m in methods}
+            if not set(BASELINE_PREFIXES) | {"steering"} <= judged:
                 continue
             rec = out.setdefault(
                 value,

@@ -27,14 +27,33 @@ def test_margins_compare_only_within_a_round_and_need_fluency() -> None:
                 _row("power", "caa25", 0.3),
                 _row("power", "conva97", 0.5),
                 _row("power", "loud", 0.9, fr=0.5),  # not fluent: never counts
+                _row("power", "ica", 0.2),
+                _row("hedonism", "base", 0.1),
                 _row("hedonism", "ica", 0.4),
+                _row("hedonism", "caa", 0.0),
                 _row("hedonism", "conva97", 0.2),
                 _row("all", "conva97", 0.35),
             ]
         },
-        # a round where the variant beats a weak base only: its margin is over *this* base
-        "r2": {"table": [_row("power", "base", 0.0), _row("power", "p99", 0.25)]},
-        "r3": {"table": [_row("hedonism", "base", 0.1), _row("hedonism", "loud", 0.9, fr=0.6)]},
+        # margins are over *this* round's baselines
+        "r2": {
+            "table": [
+                _row("power", "base", 0.0),
+                _row("power", "ica", 0.05),
+                _row("power", "caa50", 0.0),
+                _row("power", "p99", 0.3),
+            ]
+        },
+        "r3": {
+            "table": [
+                _row("hedonism", "base", 0.1),
+                _row("hedonism", "ica", 0.1),
+                _row("hedonism", "caa", 0.1),
+                _row("hedonism", "loud", 0.9, fr=0.6),
+            ]
+        },
+        # without ICA and CAA beside it a variant's margin over base alone would flatter it
+        "base_only": {"table": [_row("power", "base", 0.0), _row("power", "p99", 0.9)]},
     }
     got = {m["value"]: m for m in variant_margins(sections)}
     assert set(got) == {"power", "hedonism"}
