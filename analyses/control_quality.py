@@ -11,6 +11,11 @@ Four steps, each resumable and each one command:
     python analyses/control_quality.py join --out out/cq --labels A.jsonl B.jsonl \
         [--results analyses/results/control_quality.json]
 
+Then, over the stored results: `proxy` (an independent probe's reading of judged answers
+against their labels, one round or `--labels` of all), `pooled` (a method's labels summed
+over rounds) and `headroom` (each round's best variant over its own baselines, and every
+method family's CSR lift over the base model).
+
 The eval questions are never used to fit probes or gates (those use the pairs and
 the `gate` split). With an OpenAI-compatible judge configured, `conva evaluate
 comparison` labels the same answers instead of annotators.
@@ -163,6 +168,7 @@ def _join(args: argparse.Namespace) -> int:
 
 
 def _proxy(args: argparse.Namespace) -> int:
+    """Rank agreement of an independent probe's reading of judged answers with their labels."""
     import pandas as pd
 
     from conva_tl.artifacts import load_vectors
@@ -170,22 +176,40 @@ def _proxy(args: argparse.Namespace) -> int:
     from conva_tl.evaluation.scoring import probe_readings
     from conva_tl.model import load_model
 
-    out = Path(args.out)
-    frame = pd.read_csv(out / "labels.csv")
-    by_key = {
-        (r["value"], r["method"], r["qid"], r["settings_id"]): r
-        for r in AnswerStore(out / "answers.jsonl").records()
-    }
-    records = [
-        by_key[(r.value, r.method, r.qid, r.settings_id)] for r in frame.itertuples(index=False)
-    ]
+    if bool(args.out) == bool(args.labels):
+        raise ConvaError("give either --out (one round's labels.csv) or --labels CSV [CSV ...]")
+    if args.labels:
+        # one cell per round x method: the same method name may mean other settings elsewhere
+        frame = pd.concat(
+            [
+                pd.read_csv(f).assign(method=lambda d, f=f: Path(f).stem + ":" + d["method"])
+                for f in args.labels
+            ],
+            ignore_index=True,
+        )
+    else:
+        frame = pd.read_csv(Path(args.out) / "labels.csv")
+    frame["answer"] = frame["answer"].fillna("")
+    # answers judged in several rounds (deterministic base answers) are read once
+    texts = frame[["value", "answer"]].drop_duplicates()
     model = load_model(args.model)
     vectors = load_vectors(args.proxy_vectors, sorted(set(frame["value"])), model=model)
-    readings = probe_readings(model, records, vectors)
-    result = proxy_agreement(frame, readings)
-    result["proxy"] = f"straightforward-data probe at its best layer ({args.proxy_vectors})"
+    texts["proxy"] = probe_readings(model, texts.to_dict("records"), vectors)
+    proxy = frame.merge(texts, on=["value", "answer"], how="left")["proxy"].to_numpy()
+    result = {
+        "command": " ".join(sys.argv),
+        **proxy_agreement(frame, proxy),
+        "proxy": f"straightforward-data probe at its best layer ({args.proxy_vectors})",
+    }
     print(json.dumps(result, indent=2))
-    (out / "proxy.json").write_text(json.dumps(result, indent=2))
+    if args.out:
+        (Path(args.out) / "proxy.json").write_text(json.dumps(result, indent=2))
+    if args.results:
+        dest = Path(args.results)
+        whole = json.loads(dest.read_text())
+        whole.setdefault("proxy", {})[args.key] = result
+        dest.write_text(json.dumps(whole, indent=2) + "\n")
+        print(f"wrote proxy.{args.key} in {dest}")
     return 0
 
 
@@ -263,8 +287,8 @@ def _headroom(args: argparse.Namespace) -> int:
     whole["headroom"] = {
         "command": " ".join(sys.argv),
         "what": "per value, every judged round's best variant with FR >= min_fr minus the best "
-        "baseline (Base, ICA, CAA) of the same round: an optimistic ceiling (best of many noisy "
-        "variants, picked after the fact)",
+        "baseline of the same round (rounds that judged Base, ICA and CAA beside it): an "
+        "optimistic ceiling (best of many noisy variants, picked after the fact)",
         "min_fr": args.min_fr,
         "table": margins,
         "values_with_a_winning_round": wins,
@@ -317,8 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--results", default=None)
     j.add_argument("--section", default=None, help="merge into --results under this name")
     x = sub.add_parser("proxy", help="rank agreement of a non-circular probe reading with labels")
-    x.add_argument("--out", required=True)
+    x.add_argument("--out", default=None, help="a round's folder (reads its labels.csv)")
+    x.add_argument("--labels", nargs="+", default=None, help="or labels CSVs of many rounds")
     x.add_argument("--proxy-vectors", default="out/v_sf", help="vectors that did not steer")
+    x.add_argument("--results", default=None, help="merge into this results JSON under proxy")
+    x.add_argument("--key", default="all_judged_answers", help="the key under proxy")
     x.add_argument("--model", default=None)
     s = sub.add_parser("pooled", help="per value x method over all judged rounds")
     s.add_argument("--results", default="analyses/results/control_quality.json")
@@ -333,9 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--min-fr", type=float, default=0.95)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    commands = {"fit": _fit, "answer": _answer, "blind": _blind, "join": _join, "proxy": _proxy}
+    commands = {
+        "fit": _fit,
+        "answer": _answer,
+        "blind": _blind,
+        "join": _join,
+        "proxy": _proxy,
+        "pooled": _pooled,
+        "headroom": _headroom,
+    }
     try:
-        return {**commands, "pooled": _pooled, "headroom": _headroom}[args.cmd](args)
+        return commands[args.cmd](args)
     except ConvaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -104,3 +105,31 @@ def test_evaluate_wrappers_forward_their_defaults_and_the_rest(monkeypatch, name
     argv = calls[0]
     assert argv[: len(expected)] == expected and argv[-2:] == ["--p0", "0.95"]
     assert argv[argv.index("--out") + 1] == f"out/eval/{expected[0]}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["proxy"], ["proxy", "--out", "x", "--labels", "a.csv"]],
+    ids=["neither", "both"],
+)
+def test_control_quality_proxy_needs_one_label_source(argv, capsys):
+    # refused before any model is loaded, with exit status 2 and the fix in the message
+    assert load("control_quality").main(argv) == 2
+    assert "either --out" in capsys.readouterr().err
+
+
+def _cell(value: str, method: str, csr: float) -> dict[str, object]:
+    return {"value": value, "method": method, "csr": csr, "fr": 1.0, "n": 12.0}
+
+
+def test_control_quality_headroom_writes_its_tables(tmp_path, capsys):
+    results = tmp_path / "cq.json"
+    table = [_cell("power", m, csr) for m, csr in [("base", 0.1), ("ica", 0.2), ("caa25", 0.1)]]
+    table.append(_cell("power", "conva97", 0.5))
+    results.write_text(json.dumps({"sections": {"r1": {"table": table}}}))
+    assert load("control_quality").main(["headroom", "--results", str(results)]) == 0
+    got = json.loads(results.read_text())["headroom"]
+    assert got["table"][0]["best_margin"] == 0.3
+    assert got["values_with_a_winning_round"] == ["power"]
+    assert got["lift_over_base"]["table"][0]["steering"] == {"lift": 0.4, "cells": 1}
+    assert "power: 1/1 rounds won" in capsys.readouterr().out
