@@ -10,8 +10,15 @@ from conva_tl.evaluation.headroom import (
 )
 
 
-def _row(value: str, method: str, csr: float, fr: float = 1.0) -> dict[str, object]:
-    return {"value": value, "method": method, "csr": csr, "fr": fr, "n": 12.0}
+def _cells(
+    value: str, csr: dict[str, float], *, fr: dict[str, float] | None = None, n: float = 12.0
+) -> list[dict[str, object]]:
+    """Table rows of one value in one round: CSR per method, FR 1 unless given."""
+    fr = fr or {}
+    return [
+        {"value": value, "method": m, "csr": c, "fr": fr.get(m, 1.0), "n": n}
+        for m, c in csr.items()
+    ]
 
 
 def test_baselines_are_base_ica_and_caa_at_any_coefficient() -> None:
@@ -20,40 +27,24 @@ def test_baselines_are_base_ica_and_caa_at_any_coefficient() -> None:
 
 
 def test_margins_compare_only_within_a_round_and_need_fluency() -> None:
+    r1 = _cells(
+        "power",
+        {"base": 0.1, "caa25": 0.3, "conva97": 0.5, "loud": 0.9, "ica": 0.2},
+        fr={"loud": 0.5},  # not fluent: never counts
+    )
+    r1 += _cells("hedonism", {"base": 0.1, "ica": 0.4, "caa": 0.0, "conva97": 0.2})
+    r1 += _cells("all", {"conva97": 0.35})
     sections = {
-        "r1": {
-            "table": [
-                _row("power", "base", 0.1),
-                _row("power", "caa25", 0.3),
-                _row("power", "conva97", 0.5),
-                _row("power", "loud", 0.9, fr=0.5),  # not fluent: never counts
-                _row("power", "ica", 0.2),
-                _row("hedonism", "base", 0.1),
-                _row("hedonism", "ica", 0.4),
-                _row("hedonism", "caa", 0.0),
-                _row("hedonism", "conva97", 0.2),
-                _row("all", "conva97", 0.35),
-            ]
-        },
+        "r1": {"table": r1},
         # margins are over *this* round's baselines
-        "r2": {
-            "table": [
-                _row("power", "base", 0.0),
-                _row("power", "ica", 0.05),
-                _row("power", "caa50", 0.0),
-                _row("power", "p99", 0.3),
-            ]
-        },
+        "r2": {"table": _cells("power", {"base": 0.0, "ica": 0.05, "caa50": 0.0, "p99": 0.3})},
         "r3": {
-            "table": [
-                _row("hedonism", "base", 0.1),
-                _row("hedonism", "ica", 0.1),
-                _row("hedonism", "caa", 0.1),
-                _row("hedonism", "loud", 0.9, fr=0.6),
-            ]
+            "table": _cells(
+                "hedonism", {"base": 0.1, "ica": 0.1, "caa": 0.1, "loud": 0.9}, fr={"loud": 0.6}
+            )
         },
         # without ICA and CAA beside it a variant's margin over base alone would flatter it
-        "base_only": {"table": [_row("power", "base", 0.0), _row("power", "p99", 0.9)]},
+        "base_only": {"table": _cells("power", {"base": 0.0, "p99": 0.9})},
     }
     got = {m["value"]: m for m in variant_margins(sections)}
     assert set(got) == {"power", "hedonism"}
@@ -69,23 +60,9 @@ def test_margins_compare_only_within_a_round_and_need_fluency() -> None:
 
 def test_lift_over_base_weights_cells_by_answers_and_skips_rounds_without_base() -> None:
     sections = {
-        "r1": {
-            "table": [
-                {"value": "power", "method": "base", "csr": 0.2, "fr": 1.0, "n": 12.0},
-                {"value": "power", "method": "ica", "csr": 0.5, "fr": 1.0, "n": 12.0},
-                {"value": "power", "method": "conva97", "csr": 0.1, "fr": 1.0, "n": 12.0},
-                {"value": "power", "method": "p99", "csr": 0.4, "fr": 1.0, "n": 12.0},
-            ]
-        },
-        "r2": {
-            "table": [
-                {"value": "power", "method": "base", "csr": 0.5, "fr": 1.0, "n": 36.0},
-                {"value": "power", "method": "conva97", "csr": 0.6, "fr": 1.0, "n": 36.0},
-            ]
-        },
-        "no_base": {
-            "table": [{"value": "power", "method": "ica", "csr": 1.0, "fr": 1.0, "n": 9.0}]
-        },
+        "r1": {"table": _cells("power", {"base": 0.2, "ica": 0.5, "conva97": 0.1, "p99": 0.4})},
+        "r2": {"table": _cells("power", {"base": 0.5, "conva97": 0.6}, n=36.0)},
+        "no_base": {"table": _cells("power", {"ica": 1.0}, n=9.0)},
     }
     (got,) = lift_over_base(sections)
     assert got["value"] == "power" and "caa" not in got
