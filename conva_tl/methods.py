@@ -62,7 +62,7 @@ DEFAULT_CAA_COEF = 0.25
 
 #: ConVA's control modes: the paper's per-token rule, the authors' code's
 #: per-prompt eps, and per-token on the answer only (the prompt's last token on).
-MODES = ("per_token", "per_prompt", "per_token_answer")
+MODES = ("per_token", "per_prompt", "per_token_answer", "per_token_prompt")
 
 #: The paper's ICA template (Appx. C, Tab. 9), quoted as a method parameter.
 ICA_TEMPLATE = "You have a high level of {value}. {Value} means {definition}. {question}"
@@ -197,8 +197,9 @@ class ConVA:
         p0: target probability P0 (the paper: 1 - 0.1^x, 0.88-0.975 for Llama-2).
         gate: an :class:`ActivationGate`, a :class:`TextGate`, or ``None``
             (always on: the paper's "ConVA w.o. gate" ablation).
-        mode: ``"per_token"`` (the paper), ``"per_prompt"`` (the authors' code) or
-            ``"per_token_answer"`` (per token, but of the prompt only its last token).
+        mode: ``"per_token"`` (the paper), ``"per_prompt"`` (the authors' code),
+            ``"per_token_answer"`` (per token, but of the prompt only its last token) or
+            ``"per_token_prompt"`` (per token, the prompt only: the answer is unsteered).
         layers: override the control layers.
         prompt: optional ``question -> (user, system)`` rewrite combined with
             control (the paper's Sec. 4.4 control-priority experiment).
@@ -264,7 +265,8 @@ class ConVA:
             ctx.state["gate_open"] = scores > self.gate.threshold
         hook_fn: Any = {
             "per_token": conva_resid_hook,
-            "per_token_answer": functools.partial(conva_resid_hook, answer_only=True),
+            "per_token_answer": functools.partial(conva_resid_hook, positions="answer"),
+            "per_token_prompt": functools.partial(conva_resid_hook, positions="prompt"),
             "per_prompt": conva_prompt_resid_hook,
         }[self.mode]
         for layer in self.control_layers:

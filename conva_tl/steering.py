@@ -153,17 +153,22 @@ def conva_resid_hook(
     b: float,
     p0: float,
     ctx: GenerationContext,
-    answer_only: bool = False,
+    positions: str = "all",
 ) -> Float[Tensor, "batch pos d_model"]:
     """ConVA per token (the paper): every real position of every gated row.
 
-    ``answer_only`` leaves the prompt's tokens alone except the last one (whose
-    residual predicts the first answer token) and steers every generated token.
+    ``positions="answer"`` leaves the prompt's tokens alone except the last one
+    (whose residual predicts the first answer token) and steers every generated
+    token; ``positions="prompt"`` steers the prompt's tokens only, so the answer
+    is generated unsteered from a steered reading of the question.
     """
     allowed = ctx.real_tokens(resid) & gate_open(ctx, resid.shape[0], resid.device)[:, None]
-    if answer_only and ctx.is_prompt_pass(resid):
+    prompt_pass = ctx.is_prompt_pass(resid)
+    if positions == "answer" and prompt_pass:
         allowed = allowed.clone()
         allowed[:, :-1] = False
+    elif positions == "prompt" and not prompt_pass:
+        allowed = torch.zeros_like(allowed)
     out, eps, before = conva_shift(resid, w, b, p0, allowed)
     _record(ctx, layer, out, before, eps, w, b)
     return out

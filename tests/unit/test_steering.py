@@ -172,6 +172,20 @@ def test_answer_mode_leaves_the_prompt_but_its_last_token(tiny):
         ConVA(vv, mode="answer")
 
 
+def test_prompt_mode_steers_the_prompt_and_no_generated_token(tiny):
+    vv = random_vectors(tiny)
+    _, trace = generate(
+        tiny,
+        PROMPTS,
+        max_new_tokens=3,
+        intervention=ConVA(vv, p0=0.999, mode="per_token_prompt"),
+        trace=True,
+    )
+    assert (trace[trace.step == 0].eps > 0).mean() > 0.5
+    assert (trace[trace.step > 0].eps == 0).all()
+    assert (trace.step > 0).any()  # generated tokens were seen, and left alone
+
+
 def test_steer_context_manager_cleans_up(tiny):
     vv = random_vectors(tiny)
     ids = tiny.tokenizer(
