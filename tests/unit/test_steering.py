@@ -137,31 +137,28 @@ def test_trace_covers_prompt_and_generated_tokens(tiny):
     assert (trace.loc[trace.eps == 0, "p_before"] >= 0.999 - 1e-6).all()
 
 
-def test_per_prompt_mode_uses_one_eps_per_row_and_layer(tiny):
-    vv = random_vectors(tiny)
+def _mode_trace(tiny, vv, mode: str, *, p0: float = 0.999, steps: int = 3):
+    """The control trace of ConVA in ``mode`` over PROMPTS."""
     _, trace = generate(
         tiny,
         PROMPTS,
-        max_new_tokens=4,
-        intervention=ConVA(vv, p0=0.99, mode="per_prompt"),
+        max_new_tokens=steps,
+        intervention=ConVA(vv, p0=p0, mode=mode),
         trace=True,
     )
+    return trace
+
+
+def test_per_prompt_mode_uses_one_eps_per_row_and_layer(tiny):
+    trace = _mode_trace(tiny, random_vectors(tiny), "per_prompt", p0=0.99, steps=4)
     per = trace.groupby(["row", "layer"]).eps.nunique()
     assert (per == 1).all()
 
 
 def test_answer_mode_leaves_the_prompt_but_its_last_token(tiny):
     vv = random_vectors(tiny)
-    _, full = generate(
-        tiny, PROMPTS, max_new_tokens=3, intervention=ConVA(vv, p0=0.999), trace=True
-    )
-    _, ans = generate(
-        tiny,
-        PROMPTS,
-        max_new_tokens=3,
-        intervention=ConVA(vv, p0=0.999, mode="per_token_answer"),
-        trace=True,
-    )
+    full = _mode_trace(tiny, vv, "per_token")
+    ans = _mode_trace(tiny, vv, "per_token_answer")
     prompt_full, prompt_ans = full[full.step == 0], ans[ans.step == 0]
     last = prompt_ans.groupby("row").position.transform("max")
     assert (prompt_ans[prompt_ans.position < last].eps == 0).all()
@@ -173,14 +170,7 @@ def test_answer_mode_leaves_the_prompt_but_its_last_token(tiny):
 
 
 def test_prompt_mode_steers_the_prompt_and_no_generated_token(tiny):
-    vv = random_vectors(tiny)
-    _, trace = generate(
-        tiny,
-        PROMPTS,
-        max_new_tokens=3,
-        intervention=ConVA(vv, p0=0.999, mode="per_token_prompt"),
-        trace=True,
-    )
+    trace = _mode_trace(tiny, random_vectors(tiny), "per_token_prompt")
     assert (trace[trace.step == 0].eps > 0).mean() > 0.5
     assert (trace[trace.step > 0].eps == 0).all()
     assert (trace.step > 0).any()  # generated tokens were seen, and left alone
