@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Bool, Float
@@ -153,7 +153,7 @@ def conva_resid_hook(
     b: float,
     p0: float,
     ctx: GenerationContext,
-    positions: str = "all",
+    positions: Literal["all", "answer", "prompt"] = "all",
 ) -> Float[Tensor, "batch pos d_model"]:
     """ConVA per token (the paper): every real position of every gated row.
 

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +115,7 @@ def _fitted_otherwise(
 
 def _stamped(vv: ValueVectors, settings: FitSettings) -> ValueVectors:
     """``vv`` with ``settings`` recorded in its metadata (what a later run compares)."""
-    meta = {**vv.metadata, "fit_settings": asdict(settings)}
-    return ValueVectors(
-        vv.value, vv.w, vv.b, vv.accuracy, vv.train_accuracy, vv.control_layers, vv.mean_diff, meta
-    )
+    return replace(vv, metadata={**vv.metadata, "fit_settings": asdict(settings)})
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,15 @@ def is_baseline(method: str) -> bool:
     return family(method) != "steering"
 
 
+def _rows_by_value(section: Mapping[str, Any]) -> dict[str, dict[str, Mapping[str, Any]]]:
+    """``{value: {method: table row}}`` of one judged round, without the ``all`` rows."""
+    cells: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for row in section["table"]:
+        if row["value"] != "all":
+            cells.setdefault(row["value"], {})[row["method"]] = row
+    return cells
+
+
 def variant_margins(
     sections: Mapping[str, Mapping[str, Any]],
     *,
@@ -56,18 +65,14 @@ def variant_margins(
     """
     out: dict[str, dict[str, Any]] = {}
     for name, sec in sections.items():
-        cells: dict[str, dict[str, tuple[float, float]]] = {}
-        for row in sec["table"]:
-            if row["value"] != "all":
-                cells.setdefault(row["value"], {})[row["method"]] = (row["csr"], row["fr"])
-        for value, methods in cells.items():
-            base = [csr for m, (csr, _) in methods.items() if is_baseline(m)]
-            fluent = {
-                m: csr for m, (csr, fr) in methods.items() if not is_baseline(m) and fr >= min_fr
-            }
-            judged = {family(m) for m in methods}
-            if not set(BASELINE_PREFIXES) | {"steering"} <= judged:
+        for value, rows in _rows_by_value(sec).items():
+            fams = {m: family(m) for m in rows}
+            if not {*BASELINE_PREFIXES, "steering"} <= set(fams.values()):
                 continue
+            base = [r["csr"] for m, r in rows.items() if fams[m] != "steering"]
+            fluent = {
+                m: r["csr"] for m, r in rows.items() if fams[m] == "steering" and r["fr"] >= min_fr
+            }
             rec = out.setdefault(
                 value,
                 {"value": value, "rounds": 0, "wins": 0, "best_margin": None},
@@ -97,20 +102,16 @@ def lift_over_base(sections: Mapping[str, Mapping[str, Any]]) -> list[dict[str, 
     """
     sums: dict[str, dict[str, list[float]]] = {}
     for sec in sections.values():
-        cells: dict[str, dict[str, tuple[float, float]]] = {}
-        for row in sec["table"]:
-            if row["value"] != "all":
-                cells.setdefault(row["value"], {})[row["method"]] = (row["csr"], row["n"])
-        for value, methods in cells.items():
-            if "base" not in methods:
+        for value, rows in _rows_by_value(sec).items():
+            if "base" not in rows:
                 continue
-            base = methods["base"][0]
-            for method, (csr, n) in methods.items():
+            base = rows["base"]["csr"]
+            for method, row in rows.items():
                 fam = family(method)
                 if fam != "base":
                     acc = sums.setdefault(value, {}).setdefault(fam, [0.0, 0.0, 0.0])
-                    acc[0] += (csr - base) * n
-                    acc[1] += n
+                    acc[0] += (row["csr"] - base) * row["n"]
+                    acc[1] += row["n"]
                     acc[2] += 1
     return [
         {
