@@ -29,8 +29,8 @@ test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check conva_tl tests analyses benchmarks
-	$(VENV)/bin/ruff format --check conva_tl tests analyses benchmarks
+	$(VENV)/bin/ruff check conva_tl tests analyses benchmarks notebooks
+	$(VENV)/bin/ruff format --check conva_tl tests analyses benchmarks notebooks
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

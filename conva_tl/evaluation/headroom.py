@@ -10,11 +10,15 @@ over the best baseline of its round (with the variant's fluency), which answers
 ceiling because the best of many noisy variants is picked after the fact.
 :func:`lift_over_base` asks the complementary question: how far does each kind of
 intervention (prompting, CAA, steering) move a value's CSR from the base model's?
+:func:`bar_requirement` turns a per value table into what the project's overall bar
+(ConVA's mean CSR at least ``ratio`` times the best baseline's) asks of the values
+that steering does move, given the ones it does not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from statistics import fmean
 from typing import Any
 
 #: Method names that are baselines in the judged rounds (CAA under any coefficient).
@@ -128,3 +132,61 @@ def lift_over_base(sections: Mapping[str, Mapping[str, Any]]) -> list[dict[str, 
 def values_with_wins(margins: Sequence[Mapping[str, Any]]) -> list[str]:
     """The values on which at least one round had a fluent variant above every baseline."""
     return [m["value"] for m in margins if m["wins"]]
+
+
+def bar_requirement(
+    table: Mapping[str, Mapping[str, float]],
+    *,
+    target: str,
+    ratio: float = 1.5,
+) -> dict[str, Any]:
+    """What an overall CSR of ``ratio`` x the best baseline asks of the values ``target`` moves.
+
+    Args:
+        table: ``{value: {method: CSR}}`` with the same questions per value, so that a
+            method's overall CSR is the plain mean over values. Methods other than the
+            baselines and ``target`` (e.g. ``conva_fr``) are ignored.
+        target: the steering method under test.
+        ratio: the bar, as a multiple of the best baseline's overall CSR.
+
+    Returns:
+        ``ratio``, ``target``, ``best_baseline`` and its ``best_baseline_csr``, the ``needed_csr``
+        (``ratio`` times it) and ``target_csr``; ``movers`` (values where ``target`` is
+        above every baseline) with their mean CSR now (``movers_csr``); and the mean CSR
+        the movers would need for the bar, with the other values as they are
+        (``movers_need``) and if each of them rose to its own best baseline
+        (``movers_need_if_rest_at_best_baseline``). A need above 1 cannot be met.
+    """
+    if not table:
+        raise ValueError("bar_requirement: the table is empty; pass {value: {method: csr}}")
+    values = list(table)
+    baselines = sorted({m for cells in table.values() for m in cells if is_baseline(m)})
+    missing = [v for v in values if any(m not in table[v] for m in [*baselines, target])]
+    if missing or not baselines:
+        raise ValueError(
+            f"bar_requirement: no {target!r} or baseline CSR for {missing}; "
+            "every value needs the target and the same baselines"
+        )
+    overall = {m: fmean(table[v][m] for v in values) for m in baselines}
+    best = max(overall, key=lambda m: overall[m])
+    needed = ratio * overall[best]
+    best_of = {v: max(table[v][m] for m in baselines) for v in values}
+    movers = [v for v in values if table[v][target] > best_of[v]]
+    rest = [v for v in values if v not in movers]
+    out: dict[str, Any] = {
+        "ratio": ratio,
+        "target": target,
+        "best_baseline": best,
+        "best_baseline_csr": round(overall[best], 3),
+        "needed_csr": round(needed, 3),
+        "target_csr": round(fmean(table[v][target] for v in values), 3),
+        "movers": movers,
+        "movers_csr": round(fmean(table[v][target] for v in movers), 3) if movers else None,
+    }
+    if movers:
+        total = needed * len(values)
+        as_is = sum(table[v][target] for v in rest)
+        lifted = sum(best_of[v] for v in rest)
+        out["movers_need"] = round((total - as_is) / len(movers), 3)
+        out["movers_need_if_rest_at_best_baseline"] = round((total - lifted) / len(movers), 3)
+    return out

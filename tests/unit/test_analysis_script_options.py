@@ -133,3 +133,20 @@ def test_control_quality_headroom_writes_its_tables(tmp_path, capsys):
     assert got["values_with_a_winning_round"] == ["power"]
     assert got["lift_over_base"]["table"][0]["steering"] == {"lift": 0.4, "cells": 1}
     assert "power: 1/1 rounds won" in capsys.readouterr().out
+    assert "bar" not in got  # no per value summary or pooled table to read it on
+
+
+def test_control_quality_headroom_reads_the_bar_on_the_summary_table(tmp_path, capsys):
+    results = tmp_path / "cq.json"
+    table = {
+        "power": {"base": 0.1, "ica": 0.2, "caa": 0.1, "conva": 0.6, "conva_fr": 1.0},
+        "hedonism": {"base": 0.2, "ica": 0.2, "caa": 0.3, "conva": 0.2, "conva_fr": 1.0},
+    }
+    summary = {"shipped_per_value_sets_3_to_6": {"table": table}}
+    results.write_text(json.dumps({"sections": {}, "summary": summary}))
+    assert load("control_quality").main(["headroom", "--results", str(results)]) == 0
+    bar = json.loads(results.read_text())["headroom"]["bar"]["shipped_sets_3_to_6"]
+    # best baseline caa .2 overall; 1.5x = .3, i.e. .6 over two values, hedonism gives .2
+    assert bar["best_baseline"] == "caa" and bar["movers"] == ["power"]
+    assert bar["movers_need"] == 0.4 and bar["movers_need_if_rest_at_best_baseline"] == 0.3
+    assert "shipped_sets_3_to_6: 1.5x needs CSR 0.3" in capsys.readouterr().out

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conva_tl.evaluation.headroom import (
+    bar_requirement,
     is_baseline,
     lift_over_base,
     values_with_wins,
@@ -69,3 +72,29 @@ def test_lift_over_base_weights_cells_by_answers_and_skips_rounds_without_base()
     assert got["ica"] == {"lift": 0.3, "cells": 1}
     # (-0.1 * 12 + 0.2 * 12 + 0.1 * 36) / 60
     assert got["steering"] == {"lift": 0.08, "cells": 3}
+
+
+def test_bar_requirement_asks_the_movers_to_carry_the_overall_bar() -> None:
+    table = {
+        "power": {"base": 0.1, "ica": 0.3, "caa": 0.1, "conva": 0.8, "conva_fr": 0.9},
+        "hedonism": {"base": 0.3, "ica": 0.3, "caa": 0.2, "conva": 0.1},
+        "security": {"base": 0.2, "ica": 0.3, "caa": 0.3, "conva": 0.2},
+    }
+    got = bar_requirement(table, target="conva")
+    assert got["best_baseline"] == "ica" and got["best_baseline_csr"] == 0.3
+    assert got["needed_csr"] == 0.45 and got["target_csr"] == round(1.1 / 3, 3)
+    assert got["movers"] == ["power"] and got["movers_csr"] == 0.8
+    # 0.45 * 3 = 1.35 in all; the rest gives 0.1 + 0.2 as they are (a need above 1: out of
+    # reach), 0.3 + 0.3 if each reached its best baseline
+    assert got["movers_need"] == 1.05
+    assert got["movers_need_if_rest_at_best_baseline"] == 0.75
+    assert bar_requirement(table, target="conva", ratio=1.0)["movers_need"] == 0.6
+
+
+def test_bar_requirement_refuses_a_table_without_the_target_or_baselines() -> None:
+    with pytest.raises(ValueError, match="hedonism"):
+        bar_requirement(
+            {"power": {"base": 0.1, "conva": 0.2}, "hedonism": {"base": 0.1}}, target="conva"
+        )
+    with pytest.raises(ValueError, match="baseline"):
+        bar_requirement({"power": {"conva": 0.2}}, target="conva")
