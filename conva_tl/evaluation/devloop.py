@@ -3,9 +3,10 @@
 * :func:`spread_questions` - N eval questions of a value spread over its
   scenario types (the first N would all share one or two types).
 * :class:`Variant` - a candidate method under test, parsed from
-  ``NAME=DIR[,method=conva|caa][,p0=X][,p0@VALUE=X][,coef=Y][,gate=on|off][,layers=A-B][,from=L]``
+  ``NAME=DIR[,method=conva|caa|instruct][,p0=X][,p0@VALUE=X][,coef=Y][,gate=on|off][,layers=A-B][,from=L]``
   (``from=L``/``max=K``: re-select the layers with the paper's rule from layer L
-  on, keeping at most the K most accurate).
+  on, keeping at most the K most accurate; ``method=instruct``: a prompt that asks
+  outright for the value's side, :data:`INSTRUCT_TEMPLATE`, the model's capacity check).
 * :func:`answer_jobs` - the ``(value, method, questions)`` jobs that
   :func:`conva_tl.evaluation.runner.generate_answers` answers and stores.
 """
@@ -19,12 +20,19 @@ from typing import Any
 
 from conva_tl.datasets import ContrastSet, DilemmaQuestion, _make_set, contrast_set, load_questions
 from conva_tl.errors import ConvaError
-from conva_tl.methods import CAA, ConVA
+from conva_tl.methods import CAA, ICA, ConVA
 from conva_tl.pipeline import DEFAULT_CAA_COEF, DEFAULT_P0, make_method
 from conva_tl.probes import LayerRule
 from conva_tl.values import canonical_value
 
-__all__ = ["spread_questions", "pairs_set", "Variant", "answer_jobs"]
+__all__ = ["spread_questions", "pairs_set", "Variant", "answer_jobs", "INSTRUCT_TEMPLATE"]
+
+#: A direct instruction to take the value's side (not the paper's ICA, which only says the
+#: model "has a high level" of the value): if answers do not move even under it, the model
+#: cannot express the value on these questions and no steering can be expected to.
+INSTRUCT_TEMPLATE = (
+    "{question} In your answer, recommend the option that best serves {value} ({definition})."
+)
 
 
 def pairs_set(value: str, folders: Sequence[str | Path]) -> ContrastSet:
@@ -99,7 +107,7 @@ class Variant:
         kw: dict[str, Any] = {}
         for opt in opts:
             key, _, val = opt.partition("=")
-            if key == "method" and val in ("conva", "caa"):
+            if key == "method" and val in ("conva", "caa", "instruct"):
                 kw["method"] = val
             elif key in ("p0", "coef"):
                 kw[key] = float(val)
@@ -118,7 +126,7 @@ class Variant:
             else:
                 raise ConvaError(
                     f"variant {spec!r}: unknown option {opt!r} "
-                    "(method=conva|caa, p0=X, p0@VALUE=X, coef=Y, gate=on|off, layers=A-B+C, "
+                    "(method=conva|caa|instruct, p0=X, p0@VALUE=X, coef=Y, gate=on|off, layers=A-B+C, "
                     "from=L, max=K, mode=M)"
                 )
         if "p0_by_value" in kw:
@@ -133,6 +141,8 @@ class Variant:
             layers = rule.select(vectors.accuracy.tolist(), candidates=layers)
         if self.method == "caa":
             return CAA(vectors, coef=self.coef, layers=layers, name=self.name)
+        if self.method == "instruct":
+            return ICA(vectors.value, template=INSTRUCT_TEMPLATE, name=self.name)
         return ConVA(
             vectors,
             p0=dict(self.p0_by_value).get(vectors.value, self.p0),

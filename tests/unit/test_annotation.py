@@ -162,6 +162,20 @@ def test_a_per_value_p0_reaches_the_built_method(tiny) -> None:
     assert (built["security"].p0, built["power"].p0) == (0.9, 0.97)
 
 
+def test_an_instruct_variant_asks_outright_for_the_value(tiny) -> None:
+    from conva_tl.methods import ICA
+
+    from .test_multi import random_vectors
+
+    built = Variant.parse("ask=out/v,method=instruct").build(
+        random_vectors(tiny, "power", (1,), 0), None
+    )
+    assert isinstance(built, ICA) and built.name == "ask"
+    user, system = built.rewrite_prompt("Should I run for mayor?")
+    assert system is None and user.startswith("Should I run for mayor? In your answer, recommend")
+    assert "best serves power (social status and prestige" in user
+
+
 def test_judged_by_text_reuses_blind_labels_of_identical_answers():
     import pandas as pd
 
